@@ -1,0 +1,65 @@
+# uring-iter-harness: build Linux 6.12 with the io_uring BPF iterator series,
+# boot it under virtme-ng, run the guest tests, scan the kernel log, report.
+#
+#   make run      the main job: setup, build, boot, every guest scenario, report
+#   make test     the whole suite: host unit tests, guest tests, detector self-test
+#   make check    host unit tests only (seconds, no VM)
+#   make shell    interactive shell in the guest on the built kernel
+#   make tree     the kernel tree with the series applied, for editing
+#   make export   write the tree's commits back into kernel-patches/
+#
+# Variables: KERNEL_SRC=<git tree> builds your tree as it is; ACCEL=kvm|tcg
+# skips the KVM probe; ONLY="test_x.py::test_y" narrows the guest suite;
+# FORCE=1 lets the harness drop unexported commits on the series branch.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+HARNESS := $(VPY) -m harness
+RUN_ARGS := $(if $(ACCEL),--accel $(ACCEL)) $(if $(FORCE),--force) \
+            $(if $(KERNEL_SRC),--kernel-src $(KERNEL_SRC)) $(if $(ONLY),--only $(ONLY))
+
+.PHONY: all setup run test check vm-test detectors build shell tree export clean-results
+
+all: run
+
+# Debian packages first (stdlib-only code, system python), then the venv.
+setup: $(VENV)/.installed
+	@$(PYTHON) -m harness setup
+
+$(VENV)/.installed: requirements.txt
+	@$(PYTHON) -m harness setup
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+run: setup
+	$(HARNESS) run --suites main $(RUN_ARGS)
+
+check: setup
+	$(VPY) -m pytest -q harness/tests
+	$(VPY) -m mypy harness
+
+vm-test: setup
+	$(HARNESS) run --suites all $(RUN_ARGS)
+
+test: check vm-test
+
+detectors: setup
+	$(HARNESS) run --suites detectors $(RUN_ARGS)
+
+build: setup
+	$(HARNESS) run --build-only $(RUN_ARGS)
+
+shell: setup
+	$(HARNESS) shell
+
+tree: setup
+	$(HARNESS) tree $(if $(FORCE),--force)
+
+export: setup
+	$(HARNESS) export
+
+clean-results:
+	rm -rf results

@@ -1,0 +1,155 @@
+"""Command line: argparse and dispatch only.  Exit codes: 0 all green,
+1 a test or detector failed, 2 the harness or the machine failed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .layout import Layout
+from .procs import CommandError, SubprocessRunner
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _runner(args: argparse.Namespace) -> SubprocessRunner:
+    return SubprocessRunner(verbose=getattr(args, "verbose", False),
+                            dry_run=getattr(args, "dry_run", False))
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from .deps import SetupError, ensure_packages
+    try:
+        ensure_packages(_runner(args), say)
+    except (SetupError, CommandError) as exc:
+        say(f"setup: {exc}")
+        return 2
+    return 0
+
+
+def _kernel_src(args: argparse.Namespace) -> Path | None:
+    value = args.kernel_src or os.environ.get("KERNEL_SRC")
+    return Path(value).resolve() if value else None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import Options, Pipeline
+    opts = Options(suites=args.suites, kernel_src=_kernel_src(args), force=args.force,
+                   accel=args.accel, jobs=args.jobs, only=args.only or [],
+                   fragments=args.fragments.split(",") if args.fragments else
+                   Options().fragments,
+                   results_dir=Path(args.results_dir) if args.results_dir else None,
+                   build_only=args.build_only)
+    run = Pipeline(opts, _runner(args), Layout.default(), say).execute()
+    if run.ok:
+        return 0
+    infra = any(s.status.value == "error" for s in run.stages) or any(
+        t.status.value == "error" for t in run.tests)
+    return 2 if infra else 1
+
+
+def cmd_tree(args: argparse.Namespace) -> int:
+    from .patches import PatchError, apply_series
+    from .source import SourceError, prepare_source
+    layout, runner = Layout.default(), _runner(args)
+    try:
+        src = prepare_source(runner, layout, say, None)
+        apply_series(runner, src, layout.patches, say, force=args.force)
+    except (PatchError, SourceError, CommandError) as exc:
+        say(str(exc))
+        return 1
+    say(f"tree: {src.path} (branch series = baseline + kernel-patches/series); edit, commit, "
+        "then `make export`")
+    print(src.path)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .patches import PatchError, export_series
+    from .source import SourceError, prepare_source
+    layout, runner = Layout.default(), _runner(args)
+    try:
+        src = prepare_source(runner, layout, say, None)
+        export_series(runner, src, layout.patches, say)
+    except (PatchError, SourceError, CommandError) as exc:
+        say(str(exc))
+        return 1
+    return 0
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from .logscan import scan_console
+    result = scan_console(Path(args.log).read_text(errors="replace"))
+    out = [{"kind": f.kind.value, "title": f.title, "test": f.test,
+            "lines": [f.first_line, f.last_line]} for f in result.findings]
+    print(json.dumps(out, indent=2))
+    return 1 if result.findings else 0
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    import subprocess
+    from .vm import Accel, VmSpec, vng_argv
+    layout = Layout.default()
+    bzimage = layout.build_dir("default") / "arch/x86/boot/bzImage"
+    if not bzimage.exists():
+        say(f"{bzimage} does not exist: run `make run` (or `make build`) first")
+        return 2
+    probe = layout.cache / "kvm-probe.json"
+    accel = Accel.TCG
+    if probe.exists() and json.loads(probe.read_text()).get("accel") == "kvm":
+        accel = Accel.KVM
+    vng = str(Path(sys.executable).with_name("vng"))
+    argv = vng_argv(VmSpec(kernel=bzimage, accel=accel, vng=vng,
+                           append=("kasan_multi_shot",)), None)
+    say(f"shell: {' '.join(argv)}  ({accel.value}; exit the shell to power off)")
+    return subprocess.call(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="harness", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="print every command")
+    p.add_argument("--dry-run", action="store_true", help="print commands, run nothing")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("setup", help="install the Debian packages the pipeline needs")
+    s.set_defaults(func=cmd_setup)
+
+    r = sub.add_parser("run", help="source, patches, config, build, boot, tests, report")
+    r.add_argument("--suites", choices=["main", "detectors", "all"], default="main",
+                   help="main: guest tests; detectors: the detector self-test; all: both")
+    r.add_argument("--only", nargs="*", help="pytest selection for the main guest suite")
+    r.add_argument("--kernel-src", help="use this kernel git tree as it is (also KERNEL_SRC)")
+    r.add_argument("--force", action="store_true",
+                   help="drop unexported commits on the series branch")
+    r.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
+    r.add_argument("--jobs", type=int, default=None)
+    r.add_argument("--fragments", help="comma-separated configs/ fragment names")
+    r.add_argument("--results-dir")
+    r.add_argument("--build-only", action="store_true")
+    r.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("tree", help="prepare the kernel tree with the series applied")
+    t.add_argument("--force", action="store_true")
+    t.set_defaults(func=cmd_tree)
+    e = sub.add_parser("export", help="write the tree's commits back to kernel-patches/")
+    e.set_defaults(func=cmd_export)
+    sc = sub.add_parser("scan", help="scan a saved console log for kernel reports")
+    sc.add_argument("log")
+    sc.set_defaults(func=cmd_scan)
+    sh = sub.add_parser("shell", help="interactive shell in the guest on the built kernel")
+    sh.set_defaults(func=cmd_shell)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130

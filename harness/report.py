@@ -1,0 +1,90 @@
+"""Report: render a RunResult as summary.json, JUnit XML and terminal text."""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from .results import RunResult, Status
+
+
+def write_summary_json(run: RunResult, path: Path) -> None:
+    path.write_text(json.dumps(run.to_json(), indent=2) + "\n")
+
+
+def write_junit(run: RunResult, path: Path) -> None:
+    root = ET.Element("testsuites", name="uring-iter-harness")
+    suites: dict[str, ET.Element] = {}
+    for stage in run.stages:
+        suite = suites.setdefault("stages", ET.SubElement(root, "testsuite", name="stages"))
+        case = ET.SubElement(suite, "testcase", classname="stages", name=stage.name,
+                             time=f"{stage.seconds:.3f}")
+        if not stage.status.ok:
+            ET.SubElement(case, "failure", message=stage.detail[:500]).text = stage.detail
+        elif stage.status is Status.SKIP:
+            ET.SubElement(case, "skipped", message=stage.detail[:500])
+    for test in run.tests:
+        suite = suites.get(test.suite)
+        if suite is None:
+            suite = suites[test.suite] = ET.SubElement(root, "testsuite", name=test.suite)
+        case = ET.SubElement(suite, "testcase", classname=test.suite, name=test.name,
+                             time=f"{test.seconds:.3f}")
+        excerpts = "\n\n".join(f.excerpt for f in run.findings
+                               if f.suite == test.suite and f.test == test.name)
+        if test.status is Status.SKIP:
+            ET.SubElement(case, "skipped", message=test.message[:500])
+        elif test.status is Status.FAIL:
+            ET.SubElement(case, "failure", message=test.message[:500]).text = \
+                test.message + ("\n\n" + excerpts if excerpts else "")
+        elif test.status in (Status.CRASHED, Status.ERROR, Status.INCONCLUSIVE):
+            ET.SubElement(case, "error", type=test.status.value,
+                          message=test.message[:500]).text = test.message
+        if test.status is Status.PASS and excerpts:
+            ET.SubElement(case, "system-out").text = excerpts
+    for suite in suites.values():
+        cases = list(suite)
+        suite.set("tests", str(len(cases)))
+        suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
+        suite.set("errors", str(sum(1 for c in cases if c.find("error") is not None)))
+        suite.set("skipped", str(sum(1 for c in cases if c.find("skipped") is not None)))
+    ET.indent(root)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def terminal_summary(run: RunResult) -> str:
+    lines = ["", "=" * 72]
+    for stage in run.stages:
+        extra = f"  {stage.detail.splitlines()[0]}" if stage.detail else ""
+        lines.append(f"  stage {stage.name:<14} {stage.status.value:<12} {stage.seconds:7.1f}s{extra}")
+    if run.info:
+        keys = ("kernel_release", "accel", "timeout_scale", "patches")
+        lines.append("  " + ", ".join(f"{k}={run.info[k]}" for k in keys if k in run.info))
+    bad = [t for t in run.tests if not t.status.ok]
+    for t in run.tests:
+        if t.expected and t.status is Status.PASS:
+            lines.append(f"  detector ok   {t.full_name}: {t.message[:100]}")
+    for t in bad:
+        lines.append(f"  {t.status.value.upper():<12}  {t.full_name}: {t.message.splitlines()[0][:150] if t.message else ''}")
+    unexpected = [f for f in run.findings if not f.expected]
+    for f in unexpected:
+        where = f"{f.suite}::{f.test}" if f.test else f"{f.suite} (outside tests)"
+        lines.append(f"  finding       {f.title}  [{where}]")
+    counts = run.counts()
+    lines.append("  tests: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+    lines.append(f"  RESULT: {'PASS' if run.ok else 'FAIL'}")
+    lines.append("=" * 72)
+    if os.environ.get("GITHUB_ACTIONS"):
+        for t in bad:
+            lines.append(f"::error title={t.full_name}::{t.message.splitlines()[0] if t.message else t.status.value}")
+    return "\n".join(lines)
+
+
+def plain_counts_line(run: RunResult) -> str:
+    """'N passed, N failed' on its own line, for CI log readers."""
+    counts = run.counts()
+    passed = counts["pass"]
+    failed = counts["fail"] + counts["crashed"] + counts["error"] + counts["inconclusive"]
+    failed += sum(1 for s in run.stages if not s.status.ok)
+    return f"harness: {passed} passed, {failed} failed, {counts['skip']} skipped"

@@ -1,0 +1,95 @@
+"""The result data model: plain data, no I/O."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class Status(str, enum.Enum):
+    PASS = "pass"
+    FAIL = "fail"
+    SKIP = "skip"
+    INCONCLUSIVE = "inconclusive"  # ran, but a detector it relies on was switched off
+    CRASHED = "crashed"            # never finished: panic, hang, lost VM
+    ERROR = "error"                # the harness or the machine failed, not the kernel
+
+    @property
+    def ok(self) -> bool:
+        return self in (Status.PASS, Status.SKIP)
+
+
+@dataclass(kw_only=True)
+class FindingRecord:
+    kind: str
+    title: str
+    suite: str
+    test: str | None
+    excerpt: str
+    console_lines: tuple[int, int]
+    expected: bool = False
+    duplicates: int = 0
+
+
+@dataclass(kw_only=True)
+class TestResult:
+    suite: str
+    name: str
+    status: Status
+    message: str = ""
+    seconds: float = 0.0
+    findings: list[str] = field(default_factory=list)   # titles
+    expected: list[str] = field(default_factory=list)   # kinds the test must produce
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.suite}::{self.name}"
+
+
+@dataclass(kw_only=True)
+class StageResult:
+    name: str
+    status: Status
+    seconds: float
+    detail: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class RunResult:
+    results_dir: str
+    stages: list[StageResult] = field(default_factory=list)
+    tests: list[TestResult] = field(default_factory=list)
+    findings: list[FindingRecord] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return (all(s.status.ok for s in self.stages) and all(t.status.ok for t in self.tests)
+                and not any(not f.expected for f in self.findings))
+
+    def counts(self) -> dict[str, int]:
+        out = {s.value: 0 for s in Status}
+        for t in self.tests:
+            out[t.status.value] += 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        def conv(obj: Any) -> Any:
+            if isinstance(obj, enum.Enum):
+                return obj.value
+            if isinstance(obj, dict):
+                return {k: conv(v) for k, v in obj.items()}
+            if isinstance(obj, (list, tuple)):
+                return [conv(v) for v in obj]
+            return obj
+        return {
+            "ok": self.ok,
+            "results_dir": self.results_dir,
+            "counts": self.counts(),
+            "info": conv(self.info),
+            "stages": [conv(asdict(s)) for s in self.stages],
+            "tests": [conv(asdict(t)) for t in self.tests],
+            "findings": [conv(asdict(f)) for f in self.findings],
+        }
