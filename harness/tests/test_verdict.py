@@ -1,0 +1,126 @@
+from pathlib import Path
+
+from harness.guest import JUnitCase, Suite
+from harness.logscan import Finding, Kind, ScanResult, TestWindow
+from harness.results import Status
+from harness.verdict import judge_boot
+from harness.vm import VmOutcome, VmStatus
+
+MAIN = Suite(name="guest", selection=(".",))
+DET = Suite(name="detectors-x", selection=("detectors/test_x.py",), detector_selftest=True)
+
+
+def vm(status: VmStatus = VmStatus.COMPLETED, code: int | None = 0) -> VmOutcome:
+    return VmOutcome(status=status, exit_code=code, console_log=Path("c.log"), seconds=1.0,
+                     boot_seconds=1.0, detail="d")
+
+
+def window(nodeid: str, *, end: int | None = 10, debug_locks: bool | None = True,
+           expected: list[Kind] | None = None, outcome: str | None = "passed") -> TestWindow:
+    return TestWindow(nodeid=nodeid, begin_line=1, end_line=end, outcome=outcome,
+                      debug_locks=debug_locks, expected=expected or [], timed_out=False)
+
+
+def finding(kind: Kind, title: str, test: str | None) -> Finding:
+    return Finding(kind=kind, title=title, excerpt=title, first_line=5, last_line=6, test=test)
+
+
+def scan(windows: list[TestWindow], findings: list[Finding]) -> ScanResult:
+    return ScanResult(findings=findings, tests={w.nodeid: w for w in windows},
+                      lockdep_off_line=None)
+
+
+def passed(nodeid: str) -> JUnitCase:
+    return JUnitCase(nodeid=nodeid, outcome="passed", message="", seconds=0.1)
+
+
+def by_name(results):  # type: ignore[no-untyped-def]
+    return {r.name: r for r in results}
+
+
+def test_clean_pass() -> None:
+    res, rec = judge_boot(MAIN, [passed("t.py::a")], scan([window("t.py::a")], []), vm())
+    assert [r.status for r in res] == [Status.PASS] and rec == []
+
+
+def test_finding_fails_a_test_pytest_passed() -> None:
+    res, rec = judge_boot(MAIN, [passed("t.py::a")],
+                          scan([window("t.py::a")],
+                               [finding(Kind.LOCKDEP, "possible deadlock in f", "t.py::a")]),
+                          vm())
+    r = by_name(res)["t.py::a"]
+    assert r.status is Status.FAIL and "possible deadlock in f" in r.message
+    assert not rec[0].expected
+
+
+def test_lockdep_off_makes_a_pass_inconclusive() -> None:
+    res, _ = judge_boot(MAIN, [passed("t.py::a")], scan([window("t.py::a", debug_locks=False)],
+                                                        []), vm())
+    assert by_name(res)["t.py::a"].status is Status.INCONCLUSIVE
+
+
+def test_expected_finding_passes_only_when_reported() -> None:
+    w = window("d.py::warn", expected=[Kind.WARNING])
+    ok, rec = judge_boot(DET, [passed("d.py::warn")],
+                         scan([w], [finding(Kind.WARNING, "WARNING in lkdtm", "d.py::warn")]),
+                         vm())
+    assert by_name(ok)["d.py::warn"].status is Status.PASS and rec[0].expected
+    bad, _ = judge_boot(DET, [passed("d.py::warn")], scan([w], []), vm())
+    assert by_name(bad)["d.py::warn"].status is Status.FAIL
+    assert "expected WARNING" in by_name(bad)["d.py::warn"].message
+
+
+def test_expected_panic_excuses_the_dead_vm() -> None:
+    w = window("d.py::panic", end=None, expected=[Kind.PANIC], outcome=None)
+    res, _ = judge_boot(DET, [], scan([w], [finding(Kind.PANIC, "kernel panic: x",
+                                                    "d.py::panic")]),
+                        vm(VmStatus.PANIC, 255))
+    assert [r.status for r in res] == [Status.PASS]
+
+
+def test_unexpected_panic_crashes_the_running_test_and_the_vm() -> None:
+    w = window("t.py::a", end=None, outcome=None)
+    res, _ = judge_boot(MAIN, [], scan([w], [finding(Kind.PANIC, "kernel panic: x", "t.py::a")]),
+                        vm(VmStatus.PANIC, 255))
+    names = by_name(res)
+    assert names["t.py::a"].status is Status.FAIL
+    assert names["<vm>"].status is Status.CRASHED
+
+
+def test_test_that_never_ended_is_crashed() -> None:
+    res, _ = judge_boot(MAIN, [], scan([window("t.py::a", end=None, outcome=None)], []),
+                        vm(VmStatus.HANG, None))
+    assert by_name(res)["t.py::a"].status is Status.CRASHED
+    assert by_name(res)["<vm>"].status is Status.CRASHED
+
+
+def test_findings_outside_tests_fail_the_boot() -> None:
+    res, _ = judge_boot(MAIN, [passed("t.py::a")],
+                        scan([window("t.py::a")], [finding(Kind.WARNING, "WARNING in boot", None)]),
+                        vm())
+    assert by_name(res)["<outside tests>"].status is Status.FAIL
+
+
+def test_detector_repeats_after_the_test_are_not_new_findings() -> None:
+    w = window("d.py::hung", expected=[Kind.HUNG_TASK])
+    f1 = finding(Kind.HUNG_TASK, "INFO: task hung in lkdtm", "d.py::hung")
+    f2 = finding(Kind.HUNG_TASK, "INFO: task hung in lkdtm", None)
+    res, rec = judge_boot(DET, [passed("d.py::hung")], scan([w], [f1, f2]), vm())
+    assert [r.status for r in res] == [Status.PASS]
+    assert all(r.expected for r in rec)
+
+
+def test_lost_vm_is_an_infrastructure_error() -> None:
+    res, _ = judge_boot(MAIN, [passed("t.py::a")], scan([window("t.py::a")], []),
+                        vm(VmStatus.LOST, 255))
+    assert by_name(res)["<vm>"].status is Status.ERROR
+
+
+def test_pytest_error_exit_without_failures_is_reported() -> None:
+    res, _ = judge_boot(MAIN, [passed("t.py::a")], scan([window("t.py::a")], []), vm(code=4))
+    assert by_name(res)["<pytest>"].status is Status.FAIL
+
+
+def test_no_tests_at_all_fails() -> None:
+    res, _ = judge_boot(MAIN, [], scan([], []), vm())
+    assert by_name(res)["<no tests>"].status is Status.FAIL

@@ -1,0 +1,74 @@
+"""The VM watcher, driven by real processes that play a guest's console."""
+
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from harness.vm import (Accel, Deadlines, VmSpec, VmStatus, run_vm, vng_argv)
+
+SPEC = VmSpec(kernel=Path("/k/bzImage"), accel=Accel.TCG)
+
+
+def fake_vm(script: str):  # type: ignore[no-untyped-def]
+    def spawn(argv: list[str], log_path: Path):  # type: ignore[no-untyped-def]
+        return pexpect.spawn("sh", ["-c", script], logfile=open(log_path, "ab"), timeout=None)
+    return spawn
+
+
+def go(tmp_path: Path, script: str, **dl: float):  # type: ignore[no-untyped-def]
+    deadlines = Deadlines(boot=dl.get("boot", 5), per_test=dl.get("per_test", 5),
+                          total=dl.get("total", 20), after_panic=dl.get("after_panic", 2))
+    return run_vm(SPEC, "true", console_log=tmp_path / "c.log", deadlines=deadlines,
+                  say=lambda s: None, spawn=fake_vm(script))
+
+
+def test_argv_forces_tcg_and_keeps_console() -> None:
+    argv = vng_argv(VmSpec(kernel=Path("/k"), accel=Accel.TCG, append=("kasan_multi_shot",),
+                           monitor=Path("/r/mon.sock")), "sh /r/x.sh")
+    assert argv[:2] == ["vng", "-v"]
+    assert "--disable-kvm" in argv
+    assert argv[argv.index("--append") + 1] == "kasan_multi_shot"
+    assert argv[-2:] == ["--exec", "sh /r/x.sh"]
+    assert "-monitor unix:/r/mon.sock,server=on,wait=off" in argv
+    assert "--disable-kvm" not in vng_argv(VmSpec(kernel=Path("/k"), accel=Accel.KVM), None)
+
+
+def test_completed_run_reports_tests_and_exit_code(tmp_path: Path) -> None:
+    out = go(tmp_path, "echo 'harness: GUEST START'; echo 'harness: BEGIN t.py::a';"
+                       "echo 'harness: END t.py::a outcome=passed debug_locks=1'; exit 3")
+    assert out.status is VmStatus.COMPLETED and out.exit_code == 3
+    assert out.tests_started == ["t.py::a"]
+    assert "harness: BEGIN t.py::a" in (tmp_path / "c.log").read_text()
+
+
+def test_exit_255_without_panic_is_a_lost_vm(tmp_path: Path) -> None:
+    out = go(tmp_path, "echo 'harness: GUEST START'; exit 255")
+    assert out.status is VmStatus.LOST and "udev" in out.detail
+
+
+def test_silent_guest_is_a_boot_failure(tmp_path: Path) -> None:
+    out = go(tmp_path, "sleep 30", boot=1)
+    assert out.status is VmStatus.BOOT_FAILURE
+    assert out.seconds < 10
+
+
+def test_stuck_test_is_a_hang_and_names_the_test(tmp_path: Path) -> None:
+    out = go(tmp_path, "echo 'harness: GUEST START'; echo 'harness: BEGIN t.py::stuck'; sleep 30",
+             per_test=1)
+    assert out.status is VmStatus.HANG
+    assert "t.py::stuck" in out.detail and out.last_test == "t.py::stuck"
+    assert "vm hang" in (tmp_path / "c.log").read_text()
+
+
+def test_panic_that_does_not_end_the_vm_is_cut_short(tmp_path: Path) -> None:
+    out = go(tmp_path, "echo 'harness: GUEST START'; echo 'harness: BEGIN t.py::p';"
+                       "echo 'Kernel panic - not syncing: Fatal exception'; sleep 30",
+             after_panic=1, per_test=20)
+    assert out.status is VmStatus.PANIC and out.seconds < 10
+
+
+def test_progress_resets_the_per_test_deadline(tmp_path: Path) -> None:
+    steps = "; ".join(f"echo 'harness: BEGIN t.py::{i}'; sleep 0.6" for i in range(4))
+    out = go(tmp_path, f"echo 'harness: GUEST START'; {steps}; exit 0", per_test=1.5)
+    assert out.status is VmStatus.COMPLETED and len(out.tests_started) == 4
