@@ -39,7 +39,9 @@ def _kernel_src(args: argparse.Namespace) -> Path | None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import Options, Pipeline
-    opts = Options(suites=args.suites, kernel_src=_kernel_src(args), force=args.force,
+    # CI owns its machine's cache: local edits there are never anybody's work.
+    force = args.force or os.environ.get("CI") == "true"
+    opts = Options(suites=args.suites, kernel_src=_kernel_src(args), force=force,
                    accel=args.accel, jobs=args.jobs, only=args.only or [],
                    fragments=args.fragments.split(",") if args.fragments else
                    Options().fragments,

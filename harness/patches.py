@@ -93,6 +93,11 @@ def apply_series(runner: Runner, source: SourceTree, patch_dir: Path,
     recorded = state.read_text().split() if state.exists() else []
 
     dirty = _dirty(runner, tree)
+    if dirty and force:
+        say(f"patches: FORCE: discarding uncommitted changes in {tree}: {len(dirty)} path(s)")
+        _git(runner, tree, "reset", "-q", "--hard")
+        _git(runner, tree, "clean", "-q", "-fd")
+        dirty = []
     if dirty:
         raise PatchError(
             f"the kernel tree {tree} has uncommitted changes:\n  " + "\n  ".join(dirty[:10])

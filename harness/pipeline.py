@@ -179,9 +179,11 @@ class Pipeline:
             data = json.loads(cache.read_text())
             if data.get("boot_id") == boot_id:
                 return Accel(data["accel"]), data["why"] + " (probed earlier this host boot)"
-        ok, why = probe_kvm(VmSpec(kernel=bzimage, accel=Accel.KVM, vng=self.vng),
-                            console_log=self.results / "kvm-probe.console.log", timeout=45,
-                            say=self.say)
+        self.say("accel: probing KVM with one short boot (at most 45 s)")
+        with cpu_lock(self.layout.cpu_lock, self.say):
+            ok, why = probe_kvm(VmSpec(kernel=bzimage, accel=Accel.KVM, vng=self.vng),
+                                console_log=self.results / "kvm-probe.console.log", timeout=45,
+                                say=self.say)
         accel = Accel.KVM if ok else Accel.TCG
         why = why if ok else f"TCG (software emulation, timeouts x{VmSpec(kernel=bzimage, accel=Accel.TCG).scale:g}): {why}"
         cache.write_text(json.dumps({"boot_id": boot_id, "accel": accel.value, "why": why}))

@@ -26,10 +26,9 @@ def write_junit(run: RunResult, path: Path) -> None:
         elif stage.status is Status.SKIP:
             ET.SubElement(case, "skipped", message=stage.detail[:500])
     for test in run.tests:
-        suite = suites.get(test.suite)
-        if suite is None:
-            suite = suites[test.suite] = ET.SubElement(root, "testsuite", name=test.suite)
-        case = ET.SubElement(suite, "testcase", classname=test.suite, name=test.name,
+        if test.suite not in suites:
+            suites[test.suite] = ET.SubElement(root, "testsuite", name=test.suite)
+        case = ET.SubElement(suites[test.suite], "testcase", classname=test.suite, name=test.name,
                              time=f"{test.seconds:.3f}")
         excerpts = "\n\n".join(f.excerpt for f in run.findings
                                if f.suite == test.suite and f.test == test.name)

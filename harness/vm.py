@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 GUEST_START = "harness: GUEST START"
-_BEGIN = re.compile(r"harness: BEGIN (\S+)")
-_END = re.compile(r"harness: END (\S+) outcome=(\S+)")
-_TIMEOUT = re.compile(r"harness: TIMEOUT (\S+)")
+# Markers are matched up to the end of their line: pexpect may hand over a
+# half-written line, and a node id cut at the buffer's end must not match.
+_BEGIN = re.compile(r"harness: BEGIN (\S+)\r?\n")
+_END = re.compile(r"harness: END (\S+) outcome=(\S+)[^\n]*\n")
+_TIMEOUT = re.compile(r"harness: TIMEOUT (\S+)[^\n]*\n")
 _PANIC = re.compile(r"Kernel panic - not syncing")
 
 
@@ -60,7 +62,8 @@ def vng_argv(spec: VmSpec, command: str | None) -> list[str]:
     for d in spec.rwdirs:
         argv += ["--rwdir", str(d)]
     if spec.monitor is not None:
-        argv += ["--qemu-opts", f"-monitor unix:{spec.monitor},server=on,wait=off"]
+        # '=' form: argparse would take a value starting with '-' for an option
+        argv.append(f"--qemu-opts=-monitor unix:{spec.monitor},server=on,wait=off")
     if command is not None:
         argv += ["--exec", command]
     return argv
@@ -106,9 +109,14 @@ def pexpect_console(argv: list[str], log_path: Path) -> Console:
     import pexpect  # the venv has it; imported late so `make setup` works without it
 
     log = open(log_path, "ab")
+    env = dict(os.environ)
+    # vng runs virtme-run and friends from PATH: put its own bin directory first
+    bindir = str(Path(argv[0]).parent)
+    if bindir != ".":
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     child = pexpect.spawn(argv[0], argv[1:], timeout=None, maxread=65536,
                           searchwindowsize=4096, logfile=log,
-                          dimensions=(50, 250), env=dict(os.environ))
+                          dimensions=(50, 250), env=env)
     return child  # type: ignore[no-any-return]
 
 

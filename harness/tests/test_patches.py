@@ -112,3 +112,14 @@ def test_missing_series_file_is_explained(tmp_path: Path) -> None:
     (tmp_path / "series").write_text("# comment\n0001-x.patch\n")
     with pytest.raises(PatchError, match="series:2: 0001-x.patch does not exist"):
         read_series(tmp_path)
+
+
+def test_force_discards_local_state(tree: SourceTree, tmp_path: Path) -> None:
+    pd = tmp_path / "patches"
+    make_patches(tree, pd, [("int a;\nint B;\nint c;\n", "one")])
+    apply_series(SubprocessRunner(), tree, pd, lambda s: None)
+    (tree.path / "io_uring.c").write_text("scratch\n")
+    (tree.path / "new.c").write_text("scratch\n")
+    res = apply_series(SubprocessRunner(), tree, pd, lambda s: None, force=True)
+    assert res.reused and not (tree.path / "new.c").exists()
+    assert (tree.path / "io_uring.c").read_text() == "int a;\nint B;\nint c;\n"

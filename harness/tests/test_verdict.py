@@ -1,7 +1,8 @@
 from pathlib import Path
 
 from harness.guest import JUnitCase, Suite
-from harness.logscan import Finding, Kind, ScanResult, TestWindow
+from harness.logscan import Finding, Kind, ScanResult
+from harness.logscan import TestWindow as Window
 from harness.results import Status
 from harness.verdict import judge_boot
 from harness.vm import VmOutcome, VmStatus
@@ -16,8 +17,8 @@ def vm(status: VmStatus = VmStatus.COMPLETED, code: int | None = 0) -> VmOutcome
 
 
 def window(nodeid: str, *, end: int | None = 10, debug_locks: bool | None = True,
-           expected: list[Kind] | None = None, outcome: str | None = "passed") -> TestWindow:
-    return TestWindow(nodeid=nodeid, begin_line=1, end_line=end, outcome=outcome,
+           expected: list[Kind] | None = None, outcome: str | None = "passed") -> Window:
+    return Window(nodeid=nodeid, begin_line=1, end_line=end, outcome=outcome,
                       debug_locks=debug_locks, expected=expected or [], timed_out=False)
 
 
@@ -25,7 +26,7 @@ def finding(kind: Kind, title: str, test: str | None) -> Finding:
     return Finding(kind=kind, title=title, excerpt=title, first_line=5, last_line=6, test=test)
 
 
-def scan(windows: list[TestWindow], findings: list[Finding]) -> ScanResult:
+def scan(windows: list[Window], findings: list[Finding]) -> ScanResult:
     return ScanResult(findings=findings, tests={w.nodeid: w for w in windows},
                       lockdep_off_line=None)
 

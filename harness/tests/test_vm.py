@@ -30,7 +30,7 @@ def test_argv_forces_tcg_and_keeps_console() -> None:
     assert "--disable-kvm" in argv
     assert argv[argv.index("--append") + 1] == "kasan_multi_shot"
     assert argv[-2:] == ["--exec", "sh /r/x.sh"]
-    assert "-monitor unix:/r/mon.sock,server=on,wait=off" in argv
+    assert "--qemu-opts=-monitor unix:/r/mon.sock,server=on,wait=off" in argv
     assert "--disable-kvm" not in vng_argv(VmSpec(kernel=Path("/k"), accel=Accel.KVM), None)
 
 

@@ -1,0 +1,895 @@
+"""Console log -> findings (kernel reports), attributed to guest tests.
+
+One job: read a recorded console log, find the kernel's own bug reports in
+it (lockdep, KASAN, hung tasks, lockups, RCU stalls, WARN, BUG/oops, panics)
+plus the guest runner's TIMEOUT markers, and say which test was running when
+each report began. Pure parsing: no I/O except in main(), never prints.
+
+Line model
+    A console line is `[  sec.usec] text`, optionally with a `<N>` level in
+    front and a `[ T123]`/`[ C1]` caller field behind the timestamp. Lines may
+    end in \\r\\n, carry ANSI escapes, or have the kernel line glued behind
+    userspace output (`user text[  1.2] kernel text`); the prefix is cut and
+    only the kernel text is kept. In a log that has timestamps at all, lines
+    without one (userspace stderr, host notes) are ignored: they never start,
+    join or end a report and are never taken as markers.
+
+Reports
+    Every header the scanner knows is one row of _OOPSES (one table, first
+    match wins, so `BUG: KASAN:` never falls through to the generic `BUG:`).
+    A report runs from its header (plus a `[ cut here ]` or `=====` line just
+    before it) to its terminator: `---[ end trace`, the `</TASK>` that closes
+    the stack dump (a hung task also keeps the held-locks dump after it),
+    KASAN's closing `=====`, `---[ end Kernel panic`; or until a new header, a
+    harness marker, or the row's line cap. One report makes one finding:
+    - the `Oops: invalid opcode` after `kernel BUG at`, the `Oops: Oops` after
+      `BUG: kernel NULL pointer dereference`, and the `KASAN: null-ptr-deref in
+      range` inside a general protection fault belong to that report;
+    - `Kernel panic - not syncing` inside an open report, or shortly after one
+      in the same test window (oops=panic's "Fatal exception", panic_on_warn,
+      softlockup_panic, hung_task_panic), is folded into that report so the
+      panic never hides the first finding. Any other panic is a PANIC finding.
+    The excerpt is the report's kernel text, prefixes cut, at most 80 lines:
+    a longer report loses, in this order, unreliable `? func` frames and
+    register/byte dumps, the lower frames of each stack, then its middle;
+    every cut leaves a `[...]` line.
+
+Titles
+    Normalised for deduplication: no addresses, pids, CPU numbers, sizes or
+    line numbers; `func.isra.0`/`.cold`/`.constprop.N` suffixes are dropped.
+    F below is a function name; a title whose F cannot be found is kept
+    without " in F".
+    - LOCKDEP: "possible deadlock in F" (circular dependency), "possible
+      recursive locking in F" (kept apart from circular on purpose: an AA and
+      an ABBA bug at the same call site are different bugs), "possible irq lock
+      inversion in F", "HARDIRQ-safe -> HARDIRQ-unsafe lock order in F",
+      "inconsistent lock state in F", "bad unlock balance in F", "held lock
+      freed in F", "lock held when returning to user space in F", "suspicious
+      RCU usage in F", "invalid wait context in F", "BUG: MAX_LOCKDEP_CHAINS
+      too low!", "trying to register non-static key in F", "BUG: spinlock
+      <what> in F" (spinlock debugging), and "WARNING: locking bug in F" for a
+      WARN inside kernel/locking/. For the lock-ordering reports F is the
+      function in the `at:` of the lock being acquired (then of the lock held);
+      an `at:` in a locking wrapper (lock_sock, rtnl_lock...) is replaced by
+      its caller in the stack, one in workqueue flush plumbing is skipped.
+    - KASAN: "KASAN: <type> <Read|Write> in F" (no Read/Write for double-free
+      and invalid-free), F from the header.
+    - HUNG_TASK: "INFO: task hung in F"; also "BUG: workqueue lockup".
+    - SOFT_LOCKUP: "BUG: soft lockup in F"; also "watchdog: hard lockup in F".
+    - RCU_STALL: "INFO: rcu detected stall in F" (all flavours, expedited too).
+    - WARNING: "WARNING in F", F from the header.
+    - BUG: "kernel BUG in F", "BUG: kernel NULL pointer dereference in F",
+      "BUG: unable to handle page fault in F", "BUG: stack guard page was hit
+      in F", "PANIC: double fault in F", "BUG: scheduling while atomic in F",
+      "BUG: sleeping function called from invalid context in F", "Oops:
+      <trap> in F" for an oops no other header explains, "BUG: <what> [in F]"
+      for any other `BUG:` line.
+    - GPF: "general protection fault in F".
+    - PANIC: "kernel panic: <message>" with %pS offsets and addresses removed.
+    - TIMEOUT: "hang: <nodeid> timed out after <s>s"; its excerpt is the marker.
+    When F is not given by the header, it is the RIP function (oopses,
+    lockups, stalls) or else the innermost stack frame that is not plumbing:
+    reporting machinery, lockdep, lock/wait/scheduler primitives, allocators,
+    user-copy helpers, irq entry, sanitizer hooks (_PLUMBING).
+
+Attribution
+    `harness: BEGIN <id>` opens test <id>'s window, `harness: END <id> ...`
+    closes it. A finding belongs to the test whose window contains its first
+    line; findings before the first BEGIN, between an END and the next BEGIN,
+    or after the last END belong to None (boot or teardown). There is no grace
+    period after END: a late splat caused by test X but printed after X ended
+    is reported under None, never guessed onto a test. A second BEGIN of the
+    same id starts a fresh window; an END, EXPECT or TIMEOUT for an id that
+    never began opens a window at that line (a log whose start was lost).
+
+Lockdep state
+    ScanResult.lockdep_off_line is the first line after which lockdep is known
+    to be off: an explicit announcement ("turning off the locking correctness
+    validator", "Disabling lock debugging due to kernel taint", "INFO: lockdep
+    is turned off.", a DEBUG_LOCKS_WARN_ON splat), or the first line of a
+    report whose printing path calls debug_locks_off() (every lockdep report
+    except "suspicious RCU usage", any oops, any panic). The END marker's
+    debug_locks= field, read from /proc/lockdep_stats, stays the authority.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+
+
+class Kind(str, Enum):
+    LOCKDEP = "LOCKDEP"
+    KASAN = "KASAN"
+    HUNG_TASK = "HUNG_TASK"
+    SOFT_LOCKUP = "SOFT_LOCKUP"
+    RCU_STALL = "RCU_STALL"
+    WARNING = "WARNING"
+    BUG = "BUG"
+    GPF = "GPF"
+    PANIC = "PANIC"
+    TIMEOUT = "TIMEOUT"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finding:
+    kind: Kind
+    title: str
+    excerpt: str          # the report's lines joined with \n
+    first_line: int       # 1-based line numbers in the scanned log
+    last_line: int
+    test: str | None      # nodeid of the test running when it started, None if outside any test
+
+
+@dataclass(kw_only=True)
+class TestWindow:
+    nodeid: str
+    begin_line: int
+    end_line: int | None = None         # None: test never ended (crash, panic, hang)
+    outcome: str | None = None          # from END marker
+    debug_locks: bool | None = None     # None: 'na' or no END marker
+    expected: list[Kind] = field(default_factory=list)   # from EXPECT markers
+    timed_out: bool = False
+
+
+@dataclass(kw_only=True)
+class ScanResult:
+    findings: list[Finding]
+    tests: dict[str, TestWindow]        # insertion order = order of BEGIN markers
+    lockdep_off_line: int | None        # first line where lockdep announced it turned itself off
+
+
+def findings_for(result: ScanResult, nodeid: str) -> list[Finding]:
+    return [f for f in result.findings if f.test == nodeid]
+
+
+# --------------------------------------------------------------------------
+# Console lines
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>78]|\x1b\][^\x07]*\x07")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# [    1.234567] or [    1.234567][  T123] (CONFIG_PRINTK_CALLER), maybe after <N>.
+_TIMESTAMP = re.compile(r"(?:<\d{1,2}>)?\[\s*\d+\.\d{6}\](?:\[\s*[CT]\d+\])? ?")
+_MARKER = re.compile(r"harness: (?P<verb>BEGIN|EXPECT|END|TIMEOUT) (?P<nodeid>\S+)(?P<rest>.*)$")
+
+
+@dataclass(frozen=True)
+class _Line:
+    num: int          # 1-based; 0 for a synthetic "[...]" line in an excerpt
+    text: str         # prefix, \r and ANSI noise removed
+    kernel: bool      # carried a printk timestamp
+
+
+def _split_lines(text: str) -> list[_Line]:
+    out = []
+    for num, raw in enumerate(text.split("\n"), start=1):
+        clean = _CONTROL.sub("", _ANSI.sub("", raw.replace("\r", "")))
+        m = _TIMESTAMP.match(clean)
+        if m is None:
+            m = _TIMESTAMP.search(clean)   # kernel line glued behind userspace output
+        if m is not None:
+            out.append(_Line(num, clean[m.end():].rstrip(), True))
+        else:
+            out.append(_Line(num, clean.rstrip(), False))
+    if out and out[-1].text == "" and text.endswith("\n"):
+        out.pop()
+    return out
+
+
+# --------------------------------------------------------------------------
+# Stack frames and function names
+
+_FRAME = re.compile(r"^\s*(?:\[<[0-9a-f]+>\]\s+)?(?P<unreliable>\?\s+)?(?P<func>[A-Za-z_.$][\w.$]*)\+0x[0-9a-f]+/0x[0-9a-f]+"
+                    r"(?:\s+\[[^\]]+\])?(?:\s+\S+:\d+.*)?\s*$")
+_RIP = re.compile(r"^RIP: [0-9a-f]{4}:(?P<func>[A-Za-z_.$][\w.$]*)\+0x")
+_CALL_TRACE = re.compile(r"^\s*Call Trace:")
+_TASK_END = re.compile(r"^\s*</TASK>")
+_LOCK_AT = re.compile(r", at: (?:\[<[0-9a-f]+>\] )?(?P<func>[A-Za-z_.$][\w.$]*)\+0x")
+_IP_SYM = re.compile(r"^\s*\[<[0-9a-f]+>\] (?P<func>[A-Za-z_.$][\w.$]*)\+0x")
+_COMPILER_SUFFIX = re.compile(r"\.(?:cold|isra|constprop|part|lto_priv|llvm|localalias)\b.*$")
+
+
+def _func(sym: str) -> str:
+    return _COMPILER_SUFFIX.sub("", sym.split("+", 1)[0])
+
+
+def _skip_set(*names: str) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{n})" for n in names))
+
+
+# Frames that say nothing about which code is at fault: the reporting
+# machinery itself, lockdep, lock/wait/scheduler primitives, allocators,
+# irq entry and timer plumbing, sanitizer hooks. Full-match patterns.
+_PLUMBING = _skip_set(
+    r"dump_stack(_lvl)?", r"show_stack", r"sched_show_task", r"__warn(_printk)?",
+    r"warn_slowpath_fmt", r"report_bug", r"handle_bug", r"(asm_)?exc_\w+", r"do_error_trap",
+    r"(do_)?invalid_op", r"fixup_bug", r"(__)?save_stack\w*", r"stack_trace_save\w*", r"unwind_\w+",
+    r"__unwind_start", r"__x86_indirect_thunk_\w+", r"__x86_return_thunk",
+    r"panic", r"\w+_panic", r"check_panic_on_warn", r"vprintk\w*", r"_?printk",
+    r"_*might_\w+", r"should_fail\w*", r"warn_alloc",
+    r"__schedule_bug", r"schedule_debug", r"lockdep_rcu_suspicious",
+    r"(__)?refcount_\w+", r"__list_(add|del)\w*", r"debug_print_object", r"(__)?debug_object_\w+",
+    r"(__)?debug_check_no_obj_freed", r"usercopy_(warn|abort)", r"(__)?check_(heap_)?object(_size)?",
+    r"check_preemption_disabled", r"debug_smp_processor_id", r"__this_cpu_preempt_check", r"bad_page",
+    r"print_report", r"print_address_description\w*", r"print_other_cpu_stall",
+    # lockdep and lock debugging
+    r"lock_acquire(d)?", r"lock_release", r"lock_contended", r"__lock_acquire", r"__lock_release",
+    r"lock_sync", r"validate_chain", r"check_prevs?_add", r"check_noncircular", r"check_deadlock",
+    r"check_irq_usage", r"print_\w+_bug", r"print_usage_bug", r"print_circular_bug",
+    r"mark_lock\w*", r"mark_usage", r"mark_held_locks", r"register_lock_class",
+    r"lockdep_\w+", r"look_up_lock_class", r"debug_check_no_locks_freed", r"debug_check_no_locks_held",
+    r"spin_bug", r"spin_dump", r"do_raw_(spin|read|write)_\w*lock\w*", r"debug_lockdep_rcu_enabled",
+    r"lock_is_held_type", r"trace_hardirqs_\w+", r"hlock_class", r"check_flags",
+    r"__local_bh_enable_ip", r"__seqprop_assert", r"memdup_user\w*",
+    # lock primitives
+    r"_raw_(spin|read|write)_\w*lock\w*", r"__raw_(spin|read|write)_\w*lock\w*",
+    r"\w*queued_(spin|read|write)_lock_slowpath", r"__pv_queued_spin_lock_slowpath",
+    r"(__)?mutex_\w+", r"(__)?wake_up\w*", r"(__)?flush_work", r"(__)?(try_to_)?del_timer\w*",
+    r"timer_delete\w*", r"(__)?cancel_(delayed_)?work\w*", r"__cancel_work_timer",
+    r"process_one_work", r"worker_thread", r"kthread", r"ret_from_fork\w*",
+    r"rwsem_down_\w+", r"__rwsem_\w+", r"(__)?down(_read|_write)?\w*", r"(__)?up(_read|_write)?",
+    r"percpu_down_\w+", r"__percpu_down_\w+", r"percpu_rwsem_wait",
+    r"(__)?rt_mutex_\w+", r"rt_(spin|read|write)_lock", r"(__)?ww_mutex_\w+",
+    # scheduler, waiting, sleeping
+    r"__schedule", r"schedule", r"schedule_\w+", r"context_switch", r"preempt_schedule\w*", r"io_schedule\w*",
+    r"__cond_resched", r"__wait_for_common", r"(do_)?wait_for_common\w*", r"wait_for_completion\w*",
+    r"__wait_rcu_gp", r"synchronize_rcu_normal", r"prepare_to_wait\w*", r"finish_wait",
+    r"wait_woken", r"msleep(_interruptible)?", r"usleep_range_state", r"do_nanosleep",
+    r"hrtimer_nanosleep", r"bit_wait\w*", r"out_of_line_wait_on_\w+", r"__wait_on_\w+",
+    r"folio_wait_\w+", r"__folio_lock\w*", r"__wait_event\w*", r"wait_on_page_bit\w*",
+    r"call_rwsem_\w+",
+    # allocators
+    r"kmalloc\w*", r"__kmalloc\w*", r"kmem_cache_alloc\w*", r"__kmem_cache_alloc\w*", r"kzalloc\w*",
+    r"slab_pre_alloc_hook\w*", r"__alloc_pages\w*", r"alloc_pages\w*", r"__vmalloc\w*",
+    r"vmalloc\w*", r"kvmalloc\w*", r"__kvmalloc\w*", r"kv?free", r"vfree", r"kfree_sensitive",
+    r"(__)?kmem_cache_free\w*", r"(__)?slab_free\w*", r"do_slab_free", r"__free_pages\w*",
+    # irq entry, timers, watchdogs, stall printing
+    r"asm_sysvec_\w+", r"(__)?sysvec_\w+", r"asm_common_interrupt", r"common_interrupt",
+    r"hrtimer_interrupt", r"__hrtimer_run_queues", r"__run_hrtimer", r"tick_\w+",
+    r"update_process_times", r"rcu_sched_clock_irq", r"rcu_check_callbacks", r"rcu_pending",
+    r"print_cpu_stall\w*", r"(smp_)?apic_timer_interrupt", r"___preempt_schedule\w*",
+    r"check_cpu_stall", r"rcu_dump_cpu_stacks", r"dump_cpu_task", r"nmi_cpu_backtrace\w*",
+    r"nmi_trigger_cpumask_backtrace", r"arch_trigger_cpumask_backtrace", r"watchdog_timer_fn",
+    r"(__)?irq_exit_rcu", r"handle_softirqs", r"(__)?do_softirq", r"irqentry_\w+",
+    # sanitizers, busy-wait helpers
+    r"kasan_\w+", r"__kasan_\w+", r"__asan_\w+", r"check_memory_region\w*",
+    r"__sanitizer_cov_\w+", r"cpu_relax", r"delay_tsc", r"__const_udelay", r"__udelay", r"mdelay",
+    r"mem(cpy|move|set|cmp|chr)\w*", r"__mem(cpy|move|set)\w*",
+    r"str(n?len|cmp|ncmp|cpy|ncpy|scpy|lcpy|n?str)", r"read_word_at_a_time",
+    r"string(_nocheck)?", r"hex_string", r"pointer", r"v?s?n?printf",
+    # syscall entry: below the interesting frames
+    r"entry_\w+", r"do_syscall_\w+", r"do_int80_syscall_32", r"do_fast_syscall_32", r"x64_sys_call",
+    # user-copy helpers: the caller is the one in atomic context or holding the bad pointer
+    r"_*copy_(to|from)_user\w*", r"_*(get|put)_user(_nocheck)?(_\d+)?", r"strncpy_from_user", r"check_zeroed_user",
+)
+# Wrappers that take a lock for their caller: a lockdep `at:` in one of
+# these is resolved to the caller found in the report's stack.
+_LOCK_WRAPPERS = _skip_set(r"lock_sock\w*", r"__lock_sock", r"console_lock", r"rtnl_lock\w*",
+                           r"rtnl_net_lock", r"__netlink_dump_start")
+# Lock acquisition sites that are workqueue plumbing: the lock is a
+# workqueue lockdep map, the interesting caller is further down.
+_WQ_PLUMBING = _skip_set(
+    r"process_one_work", r"(__)?flush_work(queue)?", r"start_flush_work", r"drain_workqueue",
+    r"destroy_workqueue", r"touch_w(q|ork)_lockdep_map", r"(__)?cancel_work(_sync)?",
+    r"__cancel_work_timer",
+)
+
+
+def _pick(candidates: Iterable[str | None], skip: re.Pattern[str] = _PLUMBING) -> str | None:
+    for cand in candidates:
+        if cand and not skip.fullmatch(cand):
+            return cand
+    return None
+
+
+class _Body:
+    """Read-only views on a report's text, used to build its title."""
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        self.lines = lines
+
+    def rip_funcs(self) -> list[str]:
+        return [_func(m["func"]) for t in self.lines if (m := _RIP.match(t))]
+
+    def trace(self) -> list[str]:
+        """Reliable frames of the first `Call Trace:` block (up to its </TASK>)."""
+        frames: list[str] = []
+        inside = False
+        for text in self.lines:
+            if not inside:
+                inside = bool(_CALL_TRACE.match(text))
+                continue
+            if _TASK_END.match(text):
+                break
+            m = _FRAME.match(text)
+            if m and not m["unreliable"]:
+                frames.append(_func(m["func"]))
+        return frames
+
+    def after(self, label: str, pattern: re.Pattern[str]) -> str | None:
+        """Function matched by `pattern` on the line following the first line containing `label`."""
+        for i, text in enumerate(self.lines[:-1]):
+            if label in text:
+                m = pattern.search(self.lines[i + 1])
+                return _func(m["func"]) if m else None
+        return None
+
+    def first(self, pattern: re.Pattern[str]) -> re.Match[str] | None:
+        for text in self.lines:
+            if m := pattern.search(text):
+                return m
+        return None
+
+
+def _in(prefix: str, func: str | None) -> str:
+    return f"{prefix} in {func}" if func else prefix
+
+
+# --------------------------------------------------------------------------
+# The oops table
+
+class _End(Enum):
+    TRACE = "---[ end trace"        # oops, WARN, kernel BUG
+    TASK = "</TASK>"                # reports that end with one dump_stack()
+    KASAN = "closing ===="
+    PANIC = "---[ end Kernel panic"
+    HUNG = "</TASK> + held locks"   # sched_show_task(), then maybe the lock dump
+    HELD_LOCKS = "held-lock list"   # no stack at all
+
+
+_Titler = Callable[[re.Match[str], _Body], tuple[Kind, str]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Oops:
+    name: str
+    header: re.Pattern[str]
+    title: _Titler
+    end: _End
+    kills_lockdep: bool = False     # its printing path calls debug_locks_off()
+    takes_oops: bool = False        # the die() "Oops: ..." line that follows belongs to it
+    ruled: bool = False             # printed right after a "=====" line (lockdep, KASAN)
+    max_lines: int = 400            # give up on a terminator after this many lines
+
+
+def _fixed(kind: Kind, title: str) -> _Titler:
+    return lambda m, body: (kind, title)
+
+
+def _lockdep_at(prefix: str, label: str, also: str | None = None) -> _Titler:
+    """Title from the `at:` of the lock line after `label` (then after `also`, then the stack)."""
+    def title(m: re.Match[str], body: _Body) -> tuple[Kind, str]:
+        trace = body.trace()
+        sites = [body.after(label, _LOCK_AT)] + ([body.after(also, _LOCK_AT)] if also else [])
+        func = _pick(_site_or_caller(site, trace) for site in sites) or _pick(trace)
+        return Kind.LOCKDEP, _in(prefix.format(**m.groupdict()), func)
+    return title
+
+
+def _from_stack(kind: Kind, prefix: str, rip_first: bool = False) -> _Titler:
+    def title(m: re.Match[str], body: _Body) -> tuple[Kind, str]:
+        cands = (body.rip_funcs() if rip_first else []) + body.trace()
+        return kind, _in(prefix.format(**m.groupdict()), _pick(cands))
+    return title
+
+
+def _site_or_caller(site: str | None, trace: list[str]) -> str | None:
+    """`site`, or when it is plumbing, the first real frame below it in `trace`."""
+    if site is None or _WQ_PLUMBING.fullmatch(site):
+        return None
+    if _LOCK_WRAPPERS.fullmatch(site) or _PLUMBING.fullmatch(site):
+        return _pick(trace[trace.index(site) + 1:]) if site in trace else None
+    return site
+
+
+def _ip_site(prefix: str, label: str) -> _Titler:
+    """Title from the `[<addr>] func+0x..` line printed after `label`."""
+    def title(m: re.Match[str], body: _Body) -> tuple[Kind, str]:
+        trace = body.trace()
+        func = _site_or_caller(body.after(label, _IP_SYM), trace) or _pick(trace)
+        return Kind.LOCKDEP, _in(prefix, func)
+    return title
+
+
+def _user_return(m: re.Match[str], body: _Body) -> tuple[Kind, str]:
+    held = body.first(re.compile(r"^\s*#0: .*" + _LOCK_AT.pattern))
+    return Kind.LOCKDEP, _in("lock held when returning to user space", _func(held["func"]) if held else None)
+
+
+_KASAN_ACCESS = re.compile(r"^(?P<rw>Read|Write) (?:of size|at addr)")
+
+
+def _kasan(m: re.Match[str], body: _Body) -> tuple[Kind, str]:
+    access = body.first(_KASAN_ACCESS)
+    what = f"KASAN: {m['type']}" + (f" {access['rw']}" if access else "")
+    here = _func(m["func"]) if m["func"] else None
+    return Kind.KASAN, _in(what, _pick([here, *body.trace()]) or here)
+
+
+def _warning(m: re.Match[str], body: _Body) -> tuple[Kind, str]:
+    sym = m["sym"]
+    here = _func(sym) if "+0x" in sym else None
+    if (m["file"] or "").startswith("kernel/locking/"):
+        return Kind.LOCKDEP, _in("WARNING: locking bug", _pick([here, *body.rip_funcs(), *body.trace()]))
+    return Kind.WARNING, _in("WARNING", _pick([here, *body.rip_funcs(), *body.trace()]) or here)
+
+
+def _oops(m: re.Match[str], body: _Body) -> tuple[Kind, str]:
+    what = (m["what"] or "Oops").strip()
+    func = _pick(body.rip_funcs() + body.trace())
+    if "general protection fault" in what:
+        return Kind.GPF, _in("general protection fault", func)
+    return Kind.BUG, _in("Oops" if what == "Oops" else f"Oops: {what}", func)
+
+
+def _hex_free(text: str) -> str:
+    text = re.sub(r"\+0x[0-9a-f]+/0x[0-9a-f]+", "", text)          # %pS offsets
+    return re.sub(r"\b(?:0x)?[0-9a-f]{12,}\b", "ADDR", text).strip()
+
+
+def _panic(m: re.Match[str], body: _Body) -> tuple[Kind, str]:
+    return Kind.PANIC, f"kernel panic: {_hex_free(m['msg'])}"
+
+
+_BUG_WHAT_NOISE = re.compile(r"\S*[0-9a-f]{8,}\S*|\[[0-9a-f]+\]|\(\d+\)")
+_BUG_WHAT_END = re.compile(r"[:!,\[]| in process | on CPU#| - |\s\S+:(?=\S)")
+
+
+def _generic_bug(m: re.Match[str], body: _Body) -> tuple[Kind, str]:
+    what = _BUG_WHAT_END.split(_BUG_WHAT_NOISE.sub("", m["what"]))[0]
+    return Kind.BUG, _in("BUG: " + " ".join(what.split()), _pick(body.trace()))
+
+
+_SYM = r"(?P<sym>\S+)"
+_OOPSES: tuple[_Oops, ...] = (
+    # ---- lockdep (kernel/locking/lockdep.c) and spinlock debugging
+    _Oops(name="circular", header=re.compile(r"^WARNING: possible circular locking dependency detected"),
+          title=_lockdep_at("possible deadlock", "is trying to acquire lock:", "but task is already holding lock:"),
+          end=_End.TASK, kills_lockdep=True, ruled=True),
+    _Oops(name="recursive", header=re.compile(r"^WARNING: possible recursive locking detected"),
+          title=_lockdep_at("possible recursive locking", "is trying to acquire lock:",
+                            "but task is already holding lock:"),
+          end=_End.TASK, kills_lockdep=True, ruled=True),
+    _Oops(name="irq-order", header=re.compile(r"^WARNING: (?P<a>\w+)-safe -> (?P<b>\w+)-unsafe lock order detected"),
+          title=_lockdep_at("{a}-safe -> {b}-unsafe lock order", "is trying to acquire:",
+                            "and this task is already holding:"),
+          end=_End.TASK, kills_lockdep=True, ruled=True),
+    _Oops(name="irq-inversion", header=re.compile(r"^WARNING: possible irq lock inversion dependency detected"),
+          title=_lockdep_at("possible irq lock inversion", "just changed the state of lock:"),
+          end=_End.TASK, kills_lockdep=True, ruled=True),
+    _Oops(name="inconsistent", header=re.compile(r"^WARNING: inconsistent lock state"),
+          title=_lockdep_at("inconsistent lock state", "] takes:"), end=_End.TASK, kills_lockdep=True, ruled=True),
+    _Oops(name="bad-unlock", header=re.compile(r"^WARNING: bad unlock balance detected!"),
+          title=_ip_site("bad unlock balance", "is trying to release lock"), end=_End.TASK,
+          kills_lockdep=True, ruled=True),
+    _Oops(name="held-freed", header=re.compile(r"^WARNING: held lock freed!"),
+          title=_from_stack(Kind.LOCKDEP, "held lock freed"), end=_End.TASK, kills_lockdep=True, ruled=True),
+    _Oops(name="user-return", header=re.compile(r"^WARNING: lock held when returning to user space!"),
+          title=_user_return, end=_End.HELD_LOCKS, kills_lockdep=True, ruled=True),
+    _Oops(name="rcu-usage", header=re.compile(r"^WARNING: suspicious RCU usage"),
+          title=_from_stack(Kind.LOCKDEP, "suspicious RCU usage"), end=_End.TASK, ruled=True),
+    _Oops(name="exit-locks", header=re.compile(r"^WARNING: \S+/\d+ still has locks held!"),
+          title=_from_stack(Kind.LOCKDEP, "still has locks held"), end=_End.TASK, kills_lockdep=True, ruled=True),
+    _Oops(name="nested", header=re.compile(r"^WARNING: Nested lock was not taken"),
+          title=_lockdep_at("nested lock was not taken", "is trying to lock:"), end=_End.TASK, kills_lockdep=True, ruled=True),
+    _Oops(name="contention", header=re.compile(r"^WARNING: bad contention detected!"),
+          title=_ip_site("bad contention", "is trying to contend lock"), end=_End.TASK,
+          kills_lockdep=True, ruled=True),
+    _Oops(name="chain-key", header=re.compile(r"^WARNING: chain_key collision"),
+          title=_from_stack(Kind.LOCKDEP, "chain_key collision"), end=_End.TASK, kills_lockdep=True, ruled=True),
+    _Oops(name="wait-context", header=re.compile(r"^\[ BUG: Invalid wait context \]"),
+          title=_lockdep_at("invalid wait context", "is trying to lock:"), end=_End.TASK, kills_lockdep=True, ruled=True),
+    _Oops(name="lockdep-max", header=re.compile(r"^BUG: (?P<what>MAX_\w+) too low!"),
+          title=lambda m, body: (Kind.LOCKDEP, f"BUG: {m['what']} too low!"), end=_End.TASK,
+          kills_lockdep=True),
+    _Oops(name="non-static-key", header=re.compile(r"^INFO: trying to register non-static key\."),
+          title=_from_stack(Kind.LOCKDEP, "trying to register non-static key"), end=_End.TASK,
+          kills_lockdep=True),
+    _Oops(name="spinlock", header=re.compile(r"^BUG: (?P<lock>spinlock|rwlock) (?P<what>.+?) on CPU#\d+"),
+          title=_from_stack(Kind.LOCKDEP, "BUG: {lock} {what}"), end=_End.TASK, kills_lockdep=True, ruled=True),
+    # ---- KASAN (mm/kasan/report.c); must come before the generic BUG rows
+    _Oops(name="kasan", header=re.compile(r"^BUG: KASAN: (?P<type>[\w-]+)(?: in (?P<func>[A-Za-z_.$][\w.$]*))?"),
+          title=_kasan, end=_End.KASAN, ruled=True),
+    # ---- hangs and lockups
+    _Oops(name="hung-task",
+          header=re.compile(r"^INFO: task (?P<comm>.*):\d+ blocked (?:in I/O wait )?for more than \d+ seconds\."),
+          title=_from_stack(Kind.HUNG_TASK, "INFO: task hung"), end=_End.HUNG),
+    _Oops(name="wq-lockup", header=re.compile(r"^BUG: workqueue lockup - pool"),
+          title=_fixed(Kind.HUNG_TASK, "BUG: workqueue lockup"), end=_End.TASK, max_lines=60),
+    _Oops(name="soft-lockup", header=re.compile(r"^(?:(?:NMI )?watchdog: )?BUG: soft lockup - CPU#\d+ stuck for \d+s!"),
+          title=_from_stack(Kind.SOFT_LOCKUP, "BUG: soft lockup", rip_first=True), end=_End.TASK),
+    _Oops(name="hard-lockup", header=re.compile(r"^(?:watchdog: )?Watchdog detected hard LOCKUP on cpu \d+"),
+          title=_from_stack(Kind.SOFT_LOCKUP, "watchdog: hard lockup", rip_first=True), end=_End.TASK),
+    _Oops(name="rcu-stall",
+          header=re.compile(r"^(?:rcu: )?INFO: rcu\w* (?:self-detected stall on CPU"
+                            r"|detected (?:expedited )?stalls? on (?:CPUs/tasks|tasks))"),
+          title=_from_stack(Kind.RCU_STALL, "INFO: rcu detected stall", rip_first=True), end=_End.TASK),
+    # ---- WARN (kernel/panic.c __warn)
+    _Oops(name="warning", header=re.compile(r"^WARNING: CPU: \d+ PID: -?\d+ at (?:(?P<file>\S+):\d+ )?" + _SYM),
+          title=_warning, end=_End.TRACE),
+    # the __warn() format of kernels after 6.12, so a kernel bump does not go blind
+    _Oops(name="warning-new",
+          header=re.compile(r"^WARNING: (?:\[.*?\] )?(?P<file>\S+):\d+ at (?P<sym>[^\s,]+), CPU#\d+: "),
+          title=_warning, end=_End.TRACE),
+    # ---- BUG() and faults (lib/bug.c, arch/x86/mm/fault.c, arch/x86/kernel/traps.c)
+    _Oops(name="kernel-bug", header=re.compile(r"^kernel BUG at (?P<file>[^:\s]+):\d+!"),
+          title=_from_stack(Kind.BUG, "kernel BUG", rip_first=True), end=_End.TRACE, takes_oops=True,
+          kills_lockdep=True),
+    _Oops(name="kernel-bug-noverbose", header=re.compile(r"^Kernel BUG at " + _SYM),
+          title=_from_stack(Kind.BUG, "kernel BUG", rip_first=True), end=_End.TRACE, takes_oops=True,
+          kills_lockdep=True),
+    _Oops(name="null-deref", header=re.compile(r"^BUG: kernel NULL pointer dereference, address:"),
+          title=_from_stack(Kind.BUG, "BUG: kernel NULL pointer dereference", rip_first=True),
+          end=_End.TRACE, takes_oops=True, kills_lockdep=True),
+    _Oops(name="page-fault", header=re.compile(r"^BUG: unable to handle page fault for address:"),
+          title=_from_stack(Kind.BUG, "BUG: unable to handle page fault", rip_first=True),
+          end=_End.TRACE, takes_oops=True, kills_lockdep=True),
+    _Oops(name="stack-guard", header=re.compile(r"^BUG: (?:\S+ )?stack guard page was hit at"),
+          title=_from_stack(Kind.BUG, "BUG: stack guard page was hit", rip_first=True),
+          end=_End.TRACE, takes_oops=True, kills_lockdep=True),
+    _Oops(name="double-fault", header=re.compile(r"^PANIC: double fault, error_code:"),
+          title=_from_stack(Kind.BUG, "PANIC: double fault", rip_first=True),
+          end=_End.TRACE, takes_oops=True, kills_lockdep=True),
+    _Oops(name="atomic-sched", header=re.compile(r"^BUG: scheduling while atomic:"),
+          title=_from_stack(Kind.BUG, "BUG: scheduling while atomic"), end=_End.TASK),
+    _Oops(name="atomic-sleep", header=re.compile(r"^BUG: sleeping function called from invalid context at"),
+          title=_from_stack(Kind.BUG, "BUG: sleeping function called from invalid context"), end=_End.TASK),
+    _Oops(name="oops",
+          header=re.compile(r"^Oops: (?:(?P<what>.*?): )?[0-9a-f]{4} \[#\d+\]"),
+          title=_oops, end=_End.TRACE, kills_lockdep=True),
+    _Oops(name="gpf-legacy",
+          header=re.compile(r"^(?P<what>(?:segment-related )?general protection fault)(?:,? [^:]*)?: "
+                            r"[0-9a-f]{4} \[#\d+\]"),
+          title=_oops, end=_End.TRACE, kills_lockdep=True),
+    _Oops(name="bug", header=re.compile(r"^BUG: (?P<what>.+)"), title=_generic_bug, end=_End.TASK, max_lines=80),
+    # ---- panic (kernel/panic.c)
+    _Oops(name="panic", header=re.compile(r"^Kernel panic - not syncing: (?P<msg>.*)"),
+          title=_panic, end=_End.PANIC, kills_lockdep=True),
+)
+_BY_NAME = {o.name: o for o in _OOPSES}
+_PANIC = _BY_NAME["panic"]
+_OOPS_HEADERS = (_BY_NAME["oops"], _BY_NAME["gpf-legacy"])
+# Cheap filter: a header line contains one of these.
+_HEADER_HINT = re.compile(r"BUG|WARNING|INFO:|Oops|panic|LOCKUP|general protection fault|PANIC")
+
+
+def _match_header(text: str) -> tuple[_Oops, re.Match[str]] | None:
+    text = text.lstrip()
+    if not _HEADER_HINT.search(text):
+        return None
+    for oops in _OOPSES:
+        if m := oops.header.match(text):
+            return oops, m
+    return None
+
+
+# Panic messages that only say "the report above made me panic".
+_CONSEQUENCE = re.compile(
+    r"^(?:(?:Oops: )?Fatal exception|\S+: panic_on_warn set|\S+: system warned too often|softlockup: hung tasks"
+    r"|hung_task: blocked tasks|Hard LOCKUP|RCU Stall|kasan\.fault=panic|panic_on_taint set"
+    r"|Attempted to kill init!|Aiee, killing interrupt handler)")
+_PANIC_GAP = 60           # kernel lines between a closed report and a panic folded into it
+_MAX_EXCERPT_LINES = 80
+_CUT_HERE = re.compile(r"^-+\[ cut here \]-+$")
+_RULER = re.compile(r"^=+$")
+_END_TRACE = re.compile(r"^---\[ end trace [0-9a-f]+ \]---")
+_END_PANIC = re.compile(r"^---\[ end Kernel panic")
+_HELD_LOCK = re.compile(r"^\s*#\d+: ")
+_HUNG_TAIL = re.compile(r"^(?:$|Showing all locks held in the system:|Future hung task reports are suppressed"
+                        r"|\d+ locks? held by |\s*#\d+: |=+$|INFO: lockdep is turned off)")
+_LOCKDEP_OFF = re.compile(r"turning off the locking correctness validator|Disabling lock debugging due to kernel taint"
+                          r"|INFO: lockdep is turned off|DEBUG_LOCKS_WARN_ON\(")
+
+
+# --------------------------------------------------------------------------
+# Scanning
+
+@dataclass(kw_only=True)
+class _Report:
+    oops: _Oops
+    header: re.Match[str]
+    test: str | None
+    lines: list[_Line]
+    end: _End
+    has_oops: bool = False
+    after_stack: bool = False      # HUNG: past the first </TASK>, only the lock dump may follow
+    seen_locks: bool = False       # HELD_LOCKS: the "N locks held by" line went by
+    closed: bool = False
+
+    @property
+    def last_line(self) -> int:
+        return max(line.num for line in self.lines)
+
+
+class _Verdict(Enum):
+    TAKE = 1          # part of the report, report goes on
+    TAKE_AND_CLOSE = 2
+    REFUSE = 3        # not part of it: close the report, look at the line afresh
+
+
+def _feed(rep: _Report, line: _Line, header: tuple[_Oops, re.Match[str]] | None) -> _Verdict:
+    if header is not None:
+        oops, m = header
+        if oops is _PANIC:
+            rep.end = _End.PANIC
+            return _Verdict.TAKE
+        if oops in _OOPS_HEADERS and rep.oops.takes_oops and not rep.has_oops:
+            rep.has_oops = True
+            return _Verdict.TAKE
+        return _Verdict.REFUSE
+    if len(rep.lines) >= rep.oops.max_lines:
+        return _Verdict.REFUSE
+    text = line.text
+    end = rep.end
+    if end is _End.TRACE:
+        return _Verdict.TAKE_AND_CLOSE if _END_TRACE.match(text) else _Verdict.TAKE
+    if end is _End.TASK:
+        return _Verdict.TAKE_AND_CLOSE if _TASK_END.match(text) else _Verdict.TAKE
+    if end is _End.PANIC:
+        return _Verdict.TAKE_AND_CLOSE if _END_PANIC.match(text) else _Verdict.TAKE
+    if end is _End.KASAN:
+        return _Verdict.TAKE_AND_CLOSE if _RULER.match(text) else _Verdict.TAKE
+    if end is _End.HUNG:
+        if not rep.after_stack:
+            rep.after_stack = bool(_TASK_END.match(text))
+            return _Verdict.TAKE
+        if not _HUNG_TAIL.match(text):
+            return _Verdict.REFUSE
+        closing = _RULER.match(text) or text.startswith("INFO: lockdep is turned off")
+        return _Verdict.TAKE_AND_CLOSE if closing else _Verdict.TAKE
+    # HELD_LOCKS: "N locks held by comm/pid:" then " #i: ..." lines
+    if rep.seen_locks and not _HELD_LOCK.match(text):
+        return _Verdict.REFUSE
+    rep.seen_locks = rep.seen_locks or bool(re.match(r"^\d+ locks? held by ", text))
+    return _Verdict.TAKE
+
+
+class _Scanner:
+    def __init__(self, *, kernel_only: bool) -> None:
+        self.kernel_only = kernel_only    # timestamped log: untimestamped lines are userspace
+        self.tests: dict[str, TestWindow] = {}
+        self.current: str | None = None
+        self.reports: list[_Report] = []
+        self.timeouts: list[Finding] = []
+        self.open: _Report | None = None
+        self.last_closed: _Report | None = None   # may still take a panic it caused
+        self.recent: list[_Line] = []     # kernel lines since the last report or marker
+        self.lockdep_off: int | None = None
+
+    # ---- markers
+    def window(self, nodeid: str, num: int) -> TestWindow:
+        if nodeid not in self.tests:
+            self.tests[nodeid] = TestWindow(nodeid=nodeid, begin_line=num)
+        return self.tests[nodeid]
+
+    def marker(self, m: re.Match[str], line: _Line) -> None:
+        self.close()
+        self.recent = []
+        self.last_closed = None
+        verb, nodeid = m["verb"], m["nodeid"]
+        fields = {k: v for k, _, v in (kv.partition("=") for kv in m["rest"].split())}
+        if verb == "BEGIN":
+            self.tests.pop(nodeid, None)    # a re-run replaces the earlier window
+            self.tests[nodeid] = TestWindow(nodeid=nodeid, begin_line=line.num)
+            self.current = nodeid
+        elif verb == "EXPECT":
+            kinds = [k for k in Kind if k.value == m["rest"].strip().upper()]
+            self.window(nodeid, line.num).expected.extend(kinds)
+        elif verb == "END":
+            win = self.window(nodeid, line.num)
+            win.end_line = line.num
+            win.outcome = fields.get("outcome")
+            win.debug_locks = {"1": True, "0": False}.get(fields.get("debug_locks", "na"))
+            if self.current == nodeid:
+                self.current = None
+        else:  # TIMEOUT
+            self.window(nodeid, line.num).timed_out = True
+            after = fields.get("after", "?")
+            try:
+                after = f"{float(after):g}"
+            except ValueError:
+                pass
+            self.timeouts.append(Finding(kind=Kind.TIMEOUT, title=f"hang: {nodeid} timed out after {after}s",
+                                         excerpt=line.text.strip(), first_line=line.num, last_line=line.num,
+                                         test=nodeid))
+
+    # ---- reports
+    def close(self) -> None:
+        if self.open is not None:
+            self.open.closed = True
+            self.last_closed = self.open
+            self.open = None
+            self.recent = []
+
+    def start(self, oops: _Oops, m: re.Match[str], line: _Line) -> None:
+        if oops is _PANIC and self.fold_panic(m, line):
+            return
+        lead: list[_Line] = []
+        if oops.ruled and self.recent and _RULER.match(self.recent[-1].text):
+            lead = self.recent[-1:]
+        else:
+            for i in range(len(self.recent) - 1, max(len(self.recent) - 7, -1), -1):
+                if _CUT_HERE.match(self.recent[i].text):
+                    lead = self.recent[i:]
+                    break
+        self.open = _Report(oops=oops, header=m, test=self.current, lines=[*lead, line], end=oops.end)
+        self.reports.append(self.open)
+        self.recent = []
+        self.last_closed = None
+        if oops.kills_lockdep:
+            self.note_lockdep_off(self.open.lines[0].num)
+
+    def fold_panic(self, m: re.Match[str], line: _Line) -> bool:
+        """Fold a panic caused by the previous report (same test window) into that report."""
+        prev = self.last_closed
+        if prev is None:
+            return False
+        gap = list(self.recent)
+        if len(gap) > _PANIC_GAP and not _CONSEQUENCE.match(m["msg"]):
+            return False
+        if len(gap) > _PANIC_GAP:
+            gap = [_Line(0, f"[... {len(gap)} lines ...]", True)]
+        prev.lines += [*gap, line]
+        prev.end, prev.closed = _End.PANIC, False
+        self.open, self.last_closed = prev, None
+        self.recent = []
+        self.note_lockdep_off(line.num)
+        return True
+
+    def note_lockdep_off(self, num: int) -> None:
+        if self.lockdep_off is None or num < self.lockdep_off:
+            self.lockdep_off = num
+
+    def feed(self, line: _Line) -> None:
+        if self.kernel_only and not line.kernel:
+            return                          # userspace output or host notes
+        if (m := _MARKER.search(line.text)) is not None:
+            self.marker(m, line)
+            return
+        if _LOCKDEP_OFF.search(line.text):
+            self.note_lockdep_off(line.num)
+        header = _match_header(line.text)
+        rep = self.open
+        if rep is not None:
+            verdict = _feed(rep, line, header)
+            if verdict is not _Verdict.REFUSE:
+                rep.lines.append(line)
+                if verdict is _Verdict.TAKE_AND_CLOSE:
+                    self.close()
+                return
+            self.close()
+        if header is not None:
+            self.start(*header, line)
+        else:
+            self.recent.append(line)
+            del self.recent[:-2 * _PANIC_GAP]
+
+    def result(self) -> ScanResult:
+        findings = [_finding(rep) for rep in self.reports] + self.timeouts
+        findings.sort(key=lambda f: (f.first_line, f.last_line))
+        return ScanResult(findings=findings, tests=self.tests, lockdep_off_line=self.lockdep_off)
+
+
+def _finding(rep: _Report) -> Finding:
+    texts = [line.text for line in rep.lines]
+    kind, title = rep.oops.title(rep.header, _Body(texts))
+    return Finding(kind=kind, title=title, excerpt="\n".join(_compact(texts)),
+                   first_line=min(ln.num for ln in rep.lines if ln.num), last_line=rep.last_line,
+                   test=rep.test)
+
+
+# Lines an excerpt can lose first: register dumps, opcode bytes, KASAN's raw
+# page dump and shadow-memory rows (the row marked '>' and its '^' stay).
+_LOW_VALUE = re.compile(r"^(?:(?:RAX|RDX|RBP|R10|R13|RSP|FS|CS|CR2|DR0|DR3|DR6|PKRU|Code|raw|head|memcg|page_type"
+                        r"|flags|Hardware name|Modules linked in|irq event stamp|hardirqs last|softirqs last):"
+                        r"| [0-9a-f]{16}: [0-9a-f ]+$)")
+_UNRELIABLE_FRAME = re.compile(r"^\s*\? \S+\+0x")
+_MAIN_STACK_FRAMES = 16
+
+
+def _compact(texts: list[str], limit: int = _MAX_EXCERPT_LINES) -> list[str]:
+    """Fit a report into `limit` lines. Drops, in this order until it fits:
+    unreliable `? func` frames and register/byte dumps; frames beyond the top of each stack (the first
+    `Call Trace:` keeps the most); the middle of the report."""
+    if len(texts) <= limit:
+        return texts
+    texts = [t for t in texts if not _UNRELIABLE_FRAME.match(t)]
+    runs = _runs(texts, _LOW_VALUE)
+    texts = [t for is_low, run in runs for t in (["  [...]"] if is_low else run)]
+    if len(texts) > limit:
+        texts = _trim_stacks(texts, limit)
+    if len(texts) > limit:
+        head = limit * 3 // 4
+        texts = texts[:head] + [f"[... {len(texts) - limit + 1} lines ...]"] + texts[len(texts) - (limit - head - 1):]
+    return texts
+
+
+def _runs(texts: list[str], pattern: re.Pattern[str]) -> list[tuple[bool, list[str]]]:
+    """Split into maximal runs of lines that do / do not match `pattern`."""
+    runs: list[tuple[bool, list[str]]] = []
+    for text in texts:
+        hit = bool(pattern.match(text))
+        if runs and runs[-1][0] == hit:
+            runs[-1][1].append(text)
+        else:
+            runs.append((hit, [text]))
+    return runs
+
+
+def _trim_stacks(texts: list[str], limit: int) -> list[str]:
+    runs = _runs(texts, _FRAME)
+    stacks = [i for i, (is_frame, _) in enumerate(runs) if is_frame]
+    if not stacks:
+        return texts
+    main = stacks[0]
+    for i in stacks:                       # the first stack after "Call Trace:"
+        if any(_CALL_TRACE.match(t) for _, run in runs[:i] for t in run):
+            main = i
+            break
+
+    def size(keep: int) -> int:
+        total = 0
+        for i, (is_frame, run) in enumerate(runs):
+            cap = max(keep, _MAIN_STACK_FRAMES) if i == main else keep
+            total += min(len(run), cap) + (len(run) > cap) if is_frame else len(run)
+        return total
+
+    keep = 0
+    while keep < max(len(run) for _, run in runs) and size(keep + 1) <= limit:
+        keep += 1
+    out: list[str] = []
+    for i, (is_frame, run) in enumerate(runs):
+        cap = max(keep, _MAIN_STACK_FRAMES) if i == main else keep
+        if is_frame and len(run) > cap:
+            out += run[:cap] + [f"  [... {len(run) - cap} frames ...]"]
+        else:
+            out += run
+    return out
+
+
+def scan_console(text: str) -> ScanResult:
+    lines = _split_lines(text)
+    scanner = _Scanner(kernel_only=any(line.kernel for line in lines))
+    for line in lines:
+        scanner.feed(line)
+    scanner.close()
+    return scanner.result()
+
+
+# --------------------------------------------------------------------------
+
+def _to_json(result: ScanResult) -> dict[str, object]:
+    def conv(obj: object) -> object:
+        if isinstance(obj, Enum):
+            return obj.value
+        if isinstance(obj, dict):
+            return {k: conv(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [conv(v) for v in obj]
+        return obj
+    return {
+        "findings": [conv(asdict(f)) for f in result.findings],
+        "tests": {k: conv(asdict(w)) for k, w in result.tests.items()},
+        "lockdep_off_line": result.lockdep_off_line,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.logscan",
+                                     description="Scan a recorded console log for kernel reports.")
+    parser.add_argument("log", type=Path, help="console log file")
+    args = parser.parse_args(argv)
+    result = scan_console(args.log.read_bytes().decode("utf-8", errors="replace"))
+    json.dump(_to_json(result), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The pipeline's orchestration with every stage's work replaced by fakes."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness import pipeline as pl
+from harness.build import BuildResult
+from harness.kconfig import ConfigResult
+from harness.layout import Layout
+from harness.patches import PatchConflict, PatchResult
+from harness.procs import Completed
+from harness.source import SourceTree
+from harness.vm import VmOutcome, VmStatus
+
+
+class NullRunner:
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def run(self, argv, **kw):  # type: ignore[no-untyped-def]
+        self.calls.append(list(argv))
+        return Completed(argv=list(argv), returncode=0, output="")
+
+
+@pytest.fixture
+def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    layout = Layout(repo=Path(__file__).resolve().parents[2], cache=tmp_path / "cache")
+    src = SourceTree(path=tmp_path / "linux", version="6.12.117", baseline="b", user_tree=False)
+    build_dir = layout.build_dir("default")
+    build_dir.mkdir(parents=True)
+    (build_dir / ".config").write_text("CONFIG_X=y\n")
+    monkeypatch.setattr(pl, "prepare_source", lambda *a, **k: src)
+    monkeypatch.setattr(pl, "apply_series", lambda *a, **k: PatchResult(applied=[], head="h"))
+    monkeypatch.setattr(pl, "configure", lambda *a, **k: ConfigResult(
+        config_path=build_dir / ".config", changed=False, fragments=[], digest="0" * 64))
+    monkeypatch.setattr(pl.build_mod, "build_kernel", lambda *a, **k: BuildResult(
+        build_dir=build_dir, bzimage=build_dir / "bzImage", vmlinux=build_dir / "vmlinux",
+        release="6.12.117", objects_built=0, seconds=1.0, log_path=tmp_path / "b.log",
+        headers=build_dir / "usr-headers"))
+    return layout, tmp_path
+
+
+def console_run(results: Path, lines: str, status: VmStatus = VmStatus.COMPLETED,
+                code: int = 0):  # type: ignore[no-untyped-def]
+    def run_vm(spec, command, *, console_log, deadlines, say, **kw):  # type: ignore[no-untyped-def]
+        console_log.write_text(lines)
+        suite = Path(command.split()[-1]).name.removesuffix(".guest.sh")
+        (results / f"{suite}.junit.xml").write_text(
+            '<testsuites><testsuite><testcase classname="test_kernel" name="test_a"/>'
+            "</testsuite></testsuites>")
+        return VmOutcome(status=status, exit_code=code, console_log=console_log, seconds=2.0,
+                         boot_seconds=1.0)
+    return run_vm
+
+
+def make(layout: Layout, results: Path, **kw) -> pl.Pipeline:  # type: ignore[no-untyped-def]
+    return pl.Pipeline(pl.Options(results_dir=results, accel="tcg", **kw), NullRunner(), layout,
+                       lambda s: None)
+
+
+def test_green_run_writes_every_artifact(fakes, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    layout, tmp = fakes
+    results = tmp / "results"
+    monkeypatch.setattr(pl, "run_vm", console_run(results, (
+        "harness: GUEST START\nharness: BEGIN test_kernel.py::test_a\n"
+        "harness: END test_kernel.py::test_a outcome=passed debug_locks=1\n")))
+    run = make(layout, results).execute()
+    assert run.ok, run.to_json()
+    summary = json.loads((results / "summary.json").read_text())
+    assert [s["name"] for s in summary["stages"]] == [
+        "source", "patches", "config", "build", "guest-build", "accel", "boot:guest"]
+    assert summary["counts"]["pass"] == 1
+    assert (results / "junit.xml").exists() and (results / "kernel.config").exists()
+    assert "-m pytest" in (results / "guest.guest.sh").read_text()
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith(f"results: {results}")
+    assert "harness: 1 passed, 0 failed, 0 skipped" in out
+
+
+def test_patch_conflict_stops_the_run_and_names_the_patch(fakes, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    layout, tmp = fakes
+
+    def conflict(*a, **k):  # type: ignore[no-untyped-def]
+        raise PatchConflict("0002-io_uring-x.patch", "error: patch failed: io_uring/rsrc.c:12")
+    monkeypatch.setattr(pl, "apply_series", conflict)
+    run = make(layout, tmp / "r").execute()
+    assert not run.ok
+    assert [s.name for s in run.stages] == ["source", "patches"]
+    assert "0002-io_uring-x.patch" in run.stages[-1].detail
+    assert "io_uring/rsrc.c:12" in run.stages[-1].detail
+
+
+def test_kernel_report_fails_the_run_even_when_pytest_passed(fakes, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    layout, tmp = fakes
+    results = tmp / "results"
+    log = (Path(__file__).parent / "data" / "pipeline-warning.log")
+    monkeypatch.setattr(pl, "run_vm", console_run(results, log.read_text()))
+    run = make(layout, results).execute()
+    assert not run.ok
+    assert any(f.kind == "WARNING" and f.test == "test_kernel.py::test_a" for f in run.findings)
