@@ -207,7 +207,7 @@ def _skip_set(*names: str) -> re.Pattern[str]:
 # machinery itself, lockdep, lock/wait/scheduler primitives, allocators,
 # irq entry and timer plumbing, sanitizer hooks. Full-match patterns.
 _PLUMBING = _skip_set(
-    r"dump_stack(_lvl)?", r"show_stack", r"sched_show_task", r"__warn(_printk)?",
+    r"dump_stack(_lvl)?", r"show_stack", r"dump_backtrace\w*", r"sched_show_task", r"__warn(_printk)?",
     r"warn_slowpath_fmt", r"report_bug", r"handle_bug", r"(asm_)?exc_\w+", r"do_error_trap",
     r"(do_)?invalid_op", r"fixup_bug", r"(__)?save_stack\w*", r"stack_trace_save\w*", r"unwind_\w+",
     r"__unwind_start", r"__x86_indirect_thunk_\w+", r"__x86_return_thunk",
@@ -226,6 +226,7 @@ _PLUMBING = _skip_set(
     r"lockdep_\w+", r"look_up_lock_class", r"debug_check_no_locks_freed", r"debug_check_no_locks_held",
     r"spin_bug", r"spin_dump", r"do_raw_(spin|read|write)_\w*lock\w*", r"debug_lockdep_rcu_enabled",
     r"lock_is_held_type", r"trace_hardirqs_\w+", r"hlock_class", r"check_flags",
+    r"_atomic_dec_and_\w*lock\w*", r"task_blocks_on_rt_mutex",
     r"__local_bh_enable_ip", r"__seqprop_assert", r"memdup_user\w*",
     # lock primitives
     r"_raw_(spin|read|write)_\w*lock\w*", r"__raw_(spin|read|write)_\w*lock\w*",
@@ -312,6 +313,10 @@ class _Body:
                 frames.append(_func(m["func"]))
         return frames
 
+    def all_frames(self) -> list[str]:
+        """Reliable frames anywhere in the report (lockdep's dependency chain too)."""
+        return [_func(m["func"]) for t in self.lines if (m := _FRAME.match(t)) and not m["unreliable"]]
+
     def after(self, label: str, pattern: re.Pattern[str]) -> str | None:
         """Function matched by `pattern` on the line following the first line containing `label`."""
         for i, text in enumerate(self.lines[:-1]):
@@ -362,12 +367,22 @@ def _fixed(kind: Kind, title: str) -> _Titler:
     return lambda m, body: (kind, title)
 
 
+def _site_or_caller(site: str | None, trace: list[str]) -> str | None:
+    """`site`, or when it is plumbing, the first real frame below it in `trace`."""
+    if site is None or _WQ_PLUMBING.fullmatch(site):
+        return None
+    if _LOCK_WRAPPERS.fullmatch(site) or _PLUMBING.fullmatch(site):
+        return _pick(trace[trace.index(site) + 1:]) if site in trace else None
+    return site
+
+
 def _lockdep_at(prefix: str, label: str, also: str | None = None) -> _Titler:
     """Title from the `at:` of the lock line after `label` (then after `also`, then the stack)."""
     def title(m: re.Match[str], body: _Body) -> tuple[Kind, str]:
         trace = body.trace()
         sites = [body.after(label, _LOCK_AT)] + ([body.after(also, _LOCK_AT)] if also else [])
-        func = _pick(_site_or_caller(site, trace) for site in sites) or _pick(trace)
+        func = (_pick(_site_or_caller(site, trace) for site in sites) or _pick(trace)
+                or _pick(body.all_frames()))
         return Kind.LOCKDEP, _in(prefix.format(**m.groupdict()), func)
     return title
 
@@ -379,15 +394,6 @@ def _from_stack(kind: Kind, prefix: str, rip_first: bool = False) -> _Titler:
     return title
 
 
-def _site_or_caller(site: str | None, trace: list[str]) -> str | None:
-    """`site`, or when it is plumbing, the first real frame below it in `trace`."""
-    if site is None or _WQ_PLUMBING.fullmatch(site):
-        return None
-    if _LOCK_WRAPPERS.fullmatch(site) or _PLUMBING.fullmatch(site):
-        return _pick(trace[trace.index(site) + 1:]) if site in trace else None
-    return site
-
-
 def _ip_site(prefix: str, label: str) -> _Titler:
     """Title from the `[<addr>] func+0x..` line printed after `label`."""
     def title(m: re.Match[str], body: _Body) -> tuple[Kind, str]:
@@ -397,8 +403,11 @@ def _ip_site(prefix: str, label: str) -> _Titler:
     return title
 
 
+_FIRST_HELD_LOCK = re.compile(r"^\s*#0: .*" + _LOCK_AT.pattern)
+
+
 def _user_return(m: re.Match[str], body: _Body) -> tuple[Kind, str]:
-    held = body.first(re.compile(r"^\s*#0: .*" + _LOCK_AT.pattern))
+    held = body.first(_FIRST_HELD_LOCK)
     return Kind.LOCKDEP, _in("lock held when returning to user space", _func(held["func"]) if held else None)
 
 
@@ -428,9 +437,12 @@ def _oops(m: re.Match[str], body: _Body) -> tuple[Kind, str]:
     return Kind.BUG, _in("Oops" if what == "Oops" else f"Oops: {what}", func)
 
 
+_SYM_OFFSET = re.compile(r"\+0x[0-9a-f]+/0x[0-9a-f]+")
+_LONG_HEX = re.compile(r"\b(?:0x)?[0-9a-f]{12,}\b")
+
+
 def _hex_free(text: str) -> str:
-    text = re.sub(r"\+0x[0-9a-f]+/0x[0-9a-f]+", "", text)          # %pS offsets
-    return re.sub(r"\b(?:0x)?[0-9a-f]{12,}\b", "ADDR", text).strip()
+    return _LONG_HEX.sub("ADDR", _SYM_OFFSET.sub("", text)).strip()
 
 
 def _panic(m: re.Match[str], body: _Body) -> tuple[Kind, str]:
@@ -574,13 +586,14 @@ _CONSEQUENCE = re.compile(
     r"^(?:(?:Oops: )?Fatal exception|\S+: panic_on_warn set|\S+: system warned too often|softlockup: hung tasks"
     r"|hung_task: blocked tasks|Hard LOCKUP|RCU Stall|kasan\.fault=panic|panic_on_taint set"
     r"|Attempted to kill init!|Aiee, killing interrupt handler)")
-_PANIC_GAP = 60           # kernel lines between a closed report and a panic folded into it
+_PANIC_GAP = 60           # more kernel lines than this between a report and its panic are elided
 _MAX_EXCERPT_LINES = 80
 _CUT_HERE = re.compile(r"^-+\[ cut here \]-+$")
 _RULER = re.compile(r"^=+$")
 _END_TRACE = re.compile(r"^---\[ end trace [0-9a-f]+ \]---")
 _END_PANIC = re.compile(r"^---\[ end Kernel panic")
 _HELD_LOCK = re.compile(r"^\s*#\d+: ")
+_LOCKS_HELD_BY = re.compile(r"^\d+ locks? held by ")
 _HUNG_TAIL = re.compile(r"^(?:$|Showing all locks held in the system:|Future hung task reports are suppressed"
                         r"|\d+ locks? held by |\s*#\d+: |=+$|INFO: lockdep is turned off)")
 _LOCKDEP_OFF = re.compile(r"turning off the locking correctness validator|Disabling lock debugging due to kernel taint"
@@ -600,7 +613,6 @@ class _Report:
     has_oops: bool = False
     after_stack: bool = False      # HUNG: past the first </TASK>, only the lock dump may follow
     seen_locks: bool = False       # HELD_LOCKS: the "N locks held by" line went by
-    closed: bool = False
 
     @property
     def last_line(self) -> int:
@@ -646,7 +658,7 @@ def _feed(rep: _Report, line: _Line, header: tuple[_Oops, re.Match[str]] | None)
     # HELD_LOCKS: "N locks held by comm/pid:" then " #i: ..." lines
     if rep.seen_locks and not _HELD_LOCK.match(text):
         return _Verdict.REFUSE
-    rep.seen_locks = rep.seen_locks or bool(re.match(r"^\d+ locks? held by ", text))
+    rep.seen_locks = rep.seen_locks or bool(_LOCKS_HELD_BY.match(text))
     return _Verdict.TAKE
 
 
@@ -659,7 +671,8 @@ class _Scanner:
         self.timeouts: list[Finding] = []
         self.open: _Report | None = None
         self.last_closed: _Report | None = None   # may still take a panic it caused
-        self.recent: list[_Line] = []     # kernel lines since the last report or marker
+        self.recent: list[_Line] = []     # the last kernel lines since the last report or marker
+        self.gap = 0                      # how many lines that was, before trimming
         self.lockdep_off: int | None = None
 
     # ---- markers
@@ -670,7 +683,7 @@ class _Scanner:
 
     def marker(self, m: re.Match[str], line: _Line) -> None:
         self.close()
-        self.recent = []
+        self.recent, self.gap = [], 0
         self.last_closed = None
         verb, nodeid = m["verb"], m["nodeid"]
         fields = {k: v for k, _, v in (kv.partition("=") for kv in m["rest"].split())}
@@ -702,10 +715,9 @@ class _Scanner:
     # ---- reports
     def close(self) -> None:
         if self.open is not None:
-            self.open.closed = True
             self.last_closed = self.open
             self.open = None
-            self.recent = []
+            self.recent, self.gap = [], 0
 
     def start(self, oops: _Oops, m: re.Match[str], line: _Line) -> None:
         if oops is _PANIC and self.fold_panic(m, line):
@@ -720,25 +732,22 @@ class _Scanner:
                     break
         self.open = _Report(oops=oops, header=m, test=self.current, lines=[*lead, line], end=oops.end)
         self.reports.append(self.open)
-        self.recent = []
+        self.recent, self.gap = [], 0
         self.last_closed = None
         if oops.kills_lockdep:
             self.note_lockdep_off(self.open.lines[0].num)
 
     def fold_panic(self, m: re.Match[str], line: _Line) -> bool:
-        """Fold a panic caused by the previous report (same test window) into that report."""
+        """Fold a panic that says "the report above made me panic" (oops=panic,
+        panic_on_warn, ...) into the last report of the same test window."""
         prev = self.last_closed
-        if prev is None:
+        if prev is None or not _CONSEQUENCE.match(m["msg"]):
             return False
-        gap = list(self.recent)
-        if len(gap) > _PANIC_GAP and not _CONSEQUENCE.match(m["msg"]):
-            return False
-        if len(gap) > _PANIC_GAP:
-            gap = [_Line(0, f"[... {len(gap)} lines ...]", True)]
+        gap = self.recent if self.gap <= _PANIC_GAP else [_Line(0, f"[... {self.gap} lines ...]", True)]
         prev.lines += [*gap, line]
-        prev.end, prev.closed = _End.PANIC, False
+        prev.end = _End.PANIC
         self.open, self.last_closed = prev, None
-        self.recent = []
+        self.recent, self.gap = [], 0
         self.note_lockdep_off(line.num)
         return True
 
@@ -768,7 +777,8 @@ class _Scanner:
             self.start(*header, line)
         else:
             self.recent.append(line)
-            del self.recent[:-2 * _PANIC_GAP]
+            self.gap += 1
+            del self.recent[:-_PANIC_GAP]
 
     def result(self) -> ScanResult:
         findings = [_finding(rep) for rep in self.reports] + self.timeouts

@@ -21,7 +21,7 @@ from typing import Callable, Protocol
 GUEST_START = "harness: GUEST START"
 # Markers are matched up to the end of their line: pexpect may hand over a
 # half-written line, and a node id cut at the buffer's end must not match.
-_BEGIN = re.compile(r"harness: BEGIN (\S+)\r?\n")
+_BEGIN = re.compile(r"harness: BEGIN (\S+)[^\n]*\n")
 _END = re.compile(r"harness: END (\S+) outcome=(\S+)[^\n]*\n")
 _TIMEOUT = re.compile(r"harness: TIMEOUT (\S+)[^\n]*\n")
 _PANIC = re.compile(r"Kernel panic - not syncing")

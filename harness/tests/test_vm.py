@@ -35,7 +35,8 @@ def test_argv_forces_tcg_and_keeps_console() -> None:
 
 
 def test_completed_run_reports_tests_and_exit_code(tmp_path: Path) -> None:
-    out = go(tmp_path, "echo 'harness: GUEST START'; echo 'harness: BEGIN t.py::a';"
+    # a serial console line through a pty ends in \r\r\n
+    out = go(tmp_path, "echo 'harness: GUEST START'; printf 'harness: BEGIN t.py::a\\r\\r\\n';"
                        "echo 'harness: END t.py::a outcome=passed debug_locks=1'; exit 3")
     assert out.status is VmStatus.COMPLETED and out.exit_code == 3
     assert out.tests_started == ["t.py::a"]
@@ -72,3 +73,29 @@ def test_progress_resets_the_per_test_deadline(tmp_path: Path) -> None:
     steps = "; ".join(f"echo 'harness: BEGIN t.py::{i}'; sleep 0.6" for i in range(4))
     out = go(tmp_path, f"echo 'harness: GUEST START'; {steps}; exit 0", per_test=1.5)
     assert out.status is VmStatus.COMPLETED and len(out.tests_started) == 4
+
+
+def test_hang_asks_the_guest_for_sysrq_through_the_monitor(tmp_path: Path) -> None:
+    import socket
+    import threading
+    sock_path = tmp_path / "mon.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(sock_path))
+    server.listen(1)
+    received: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            while data := conn.recv(1024):
+                received.append(data)
+    threading.Thread(target=serve, daemon=True).start()
+    spec = VmSpec(kernel=Path("/k"), accel=Accel.TCG, monitor=sock_path)
+    out = run_vm(spec, "true", console_log=tmp_path / "c.log",
+                 deadlines=Deadlines(boot=5, per_test=1, total=20),
+                 say=lambda s: None,
+                 spawn=fake_vm("echo 'harness: GUEST START'; sleep 30"))
+    server.close()
+    assert out.status is VmStatus.HANG
+    sent = b"".join(received).decode()
+    assert "sendkey alt-sysrq-w" in sent and "sendkey alt-sysrq-d" in sent
