@@ -25,10 +25,11 @@ Reports
     - the `Oops: invalid opcode` after `kernel BUG at`, the `Oops: Oops` after
       `BUG: kernel NULL pointer dereference`, and the `KASAN: null-ptr-deref in
       range` inside a general protection fault belong to that report;
-    - `Kernel panic - not syncing` inside an open report, or shortly after one
-      in the same test window (oops=panic's "Fatal exception", panic_on_warn,
-      softlockup_panic, hung_task_panic), is folded into that report so the
-      panic never hides the first finding. Any other panic is a PANIC finding.
+    - `Kernel panic - not syncing` inside an open report (panic_on_warn), or
+      after one in the same test window when its message only names the cause
+      (oops=panic's "Fatal exception", softlockup_panic, hung_task_panic,
+      "Attempted to kill init!"), is folded into that report so the panic
+      never hides the first finding. Any other panic is a PANIC finding.
     The excerpt is the report's kernel text, prefixes cut, at most 80 lines:
     a longer report loses, in this order, unreliable `? func` frames and
     register/byte dumps, the lower frames of each stack, then its middle;

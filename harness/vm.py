@@ -126,6 +126,7 @@ class Deadlines:
     per_test: float   # host-side backstop; the guest's own watchdog fires first
     total: float
     after_panic: float = 20.0
+    after_sysrq: float = 15.0   # time for the guest to print the sysrq dumps
 
 
 def send_sysrq(monitor: Path, keys: str, say: Callable[[str], None]) -> bool:
@@ -222,7 +223,7 @@ def run_vm(spec: VmSpec, command: str, *, console_log: Path, deadlines: Deadline
                 say("vm: asking the guest for blocked tasks and held locks (sysrq w, d)")
                 if send_sysrq(spec.monitor, "wd", say):
                     try:
-                        child.expect([pexpect.EOF], timeout=15)
+                        child.expect([pexpect.EOF], timeout=deadlines.after_sysrq)
                     except pexpect.TIMEOUT:
                         pass
             child.terminate(force=True)

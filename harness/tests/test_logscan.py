@@ -12,7 +12,7 @@ expected finding, in log order, blocks separated by a blank line:
 and, optionally, a block of whole-log facts checked the same way:
 
     LOCKDEP-OFF: 120                                (or: none)
-    WINDOWS: 5                                      (number of BEGIN-ed tests)
+    WINDOWS: 5                                      (number of test windows)
 
 A header with no finding block means "this log has no finding".
 
@@ -98,13 +98,26 @@ def test_there_are_fixtures() -> None:
 
 # ---- properties every recorded log must have --------------------------------
 
+def kernel_text(raw: str) -> str:
+    """A console line as the excerpt shows it: no \r, no printk prefix, no trailing blanks."""
+    raw = raw.replace("\r", "")
+    m = re.search(r"\[\s*\d+\.\d{6}\] ?", raw)
+    return (raw[m.end():] if m else raw).rstrip()
+
+
 @pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
 def test_excerpts_are_clean_and_bounded(path: Path) -> None:
-    result = scan_console(parse_golden(path).log)
+    log = parse_golden(path).log
+    raw = log.split("\n")
+    result = scan_console(log)
     for f in result.findings:
         lines = f.excerpt.splitlines()
         assert 1 <= len(lines) <= 80
         assert f.first_line <= f.last_line
+        assert lines[0] == kernel_text(raw[f.first_line - 1])
+        assert lines[-1] == kernel_text(raw[f.last_line - 1])
+        if f.kind is Kind.LOCKDEP:      # the lock names are in the excerpt
+            assert re.search(r"\(\S+\)\{[-+.?]+\}-\{\d:\d\}", f.excerpt)
         assert not any("\r" in x or "\x1b" in x for x in lines)
         assert not any(PRINTK_TIME.match(x) for x in lines)
         assert not re.search(r"\+0x|\b[0-9a-f]{12,}\b|\[\s*\d+\.\d+\]", f.title)   # no offsets, addresses, times

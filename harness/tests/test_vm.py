@@ -92,7 +92,7 @@ def test_hang_asks_the_guest_for_sysrq_through_the_monitor(tmp_path: Path) -> No
     threading.Thread(target=serve, daemon=True).start()
     spec = VmSpec(kernel=Path("/k"), accel=Accel.TCG, monitor=sock_path)
     out = run_vm(spec, "true", console_log=tmp_path / "c.log",
-                 deadlines=Deadlines(boot=5, per_test=1, total=20),
+                 deadlines=Deadlines(boot=5, per_test=1, total=20, after_sysrq=1),
                  say=lambda s: None,
                  spawn=fake_vm("echo 'harness: GUEST START'; sleep 30"))
     server.close()
