@@ -39,6 +39,7 @@ run: setup
 
 check: setup
 	$(VPY) -m pytest -q harness/tests
+	cd guest-tests && ../$(VPY) -m pytest -q -p no:cacheprovider selftests
 	$(VPY) -m mypy harness
 
 vm-test: setup

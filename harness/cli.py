@@ -85,8 +85,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from .logscan import scan_console
-    result = scan_console(Path(args.log).read_text(errors="replace"))
+    from .logscan import scan_file
+    result = scan_file(Path(args.log))
     out = [{"kind": f.kind.value, "title": f.title, "test": f.test,
             "lines": [f.first_line, f.last_line]} for f in result.findings]
     print(json.dumps(out, indent=2))

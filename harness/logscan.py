@@ -864,7 +864,16 @@ def _trim_stacks(texts: list[str], limit: int) -> list[str]:
     return out
 
 
+def scan_file(path: Path) -> ScanResult:
+    """scan_console() on a saved log, with line numbers that match the file.
+
+    Not Path.read_text(): its universal newlines turn the pty's \r\r\n into
+    two line breaks, which doubles every line number."""
+    return scan_console(path.read_bytes().decode("utf-8", errors="replace"))
+
+
 def scan_console(text: str) -> ScanResult:
+    """Line numbers count "\n"-separated lines of `text` (a stray \r is noise)."""
     lines = _split_lines(text)
     scanner = _Scanner(kernel_only=any(line.kernel for line in lines))
     for line in lines:
@@ -896,7 +905,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Scan a recorded console log for kernel reports.")
     parser.add_argument("log", type=Path, help="console log file")
     args = parser.parse_args(argv)
-    result = scan_console(args.log.read_bytes().decode("utf-8", errors="replace"))
+    result = scan_file(args.log)
     json.dump(_to_json(result), sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

@@ -21,7 +21,7 @@ from . import build as build_mod
 from .guest import GuestEnv, MAIN_SUITE, Suite, detector_suites, guest_script, read_junit
 from .kconfig import configure, fragment_files
 from .layout import Layout, cpu_lock
-from .logscan import Kind, scan_console
+from .logscan import Kind, scan_file
 from .patches import apply_series
 from .procs import Runner
 from .report import plain_counts_line, terminal_summary, write_junit, write_summary_json
@@ -206,7 +206,7 @@ class Pipeline:
                 with cpu_lock(self.layout.cpu_lock, self.say):
                     outcome = run_vm(spec, f"sh {script}", console_log=console,
                                      deadlines=deadlines, say=self.say)
-                scan = scan_console(console.read_text(errors="replace"))
+                scan = scan_file(console)
                 if attempt == 1 and self._boot_broke_before_tests(outcome, scan):
                     self.say(f"boot:{suite.name}: the kernel failed before the first test "
                              f"({outcome.status.value}: {outcome.detail}); retrying once")

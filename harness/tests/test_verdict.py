@@ -125,3 +125,12 @@ def test_pytest_error_exit_without_failures_is_reported() -> None:
 def test_no_tests_at_all_fails() -> None:
     res, _ = judge_boot(MAIN, [], scan([], []), vm())
     assert by_name(res)["<no tests>"].status is Status.FAIL
+
+
+def test_collateral_reports_of_a_provoked_crash_are_expected() -> None:
+    w = window("d.py::spin", expected=[Kind.LOCKDEP])
+    res, rec = judge_boot(DET, [passed("d.py::spin")], scan([w], [
+        finding(Kind.LOCKDEP, "lock held when returning to user space in f", "d.py::spin"),
+        finding(Kind.BUG, "BUG: scheduling while atomic in g", "d.py::spin")]), vm())
+    assert [r.status for r in res] == [Status.PASS]
+    assert all(r.expected for r in rec)

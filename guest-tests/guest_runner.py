@@ -1,0 +1,280 @@
+"""In-guest runner plugin: /dev/kmsg markers around every test and a per-test watchdog.
+
+The host's log scanner attributes each kernel report to the test whose marker precedes
+it, so the line formats written here are a protocol (see README.md). Every marker is
+one write() on a freshly opened /dev/kmsg: the kernel rate-limits writers per open
+file (10 lines per 5 s unless printk_devkmsg=on), and a new file starts a new budget.
+
+conftest.py registers RunnerPlugin.from_env(); the self-tests build one with paths
+of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+FINDING_KINDS = frozenset(
+    {"LOCKDEP", "KASAN", "HUNG_TASK", "SOFT_LOCKUP", "RCU_STALL", "WARNING", "BUG", "GPF", "PANIC"}
+)
+DEFAULT_TEST_TIMEOUT_S = 120.0
+TIMEOUT_EXIT_CODE = 124
+# /proc/sysrq-trigger keys sent when a test times out: blocked tasks, then held locks.
+SYSRQ_ON_TIMEOUT = ("w", "d")
+
+_WHITESPACE = re.compile(r"\s")
+
+MARKER_HELP = (
+    "expect_finding(*kinds): the test provokes a kernel report of these kinds "
+    f"({', '.join(sorted(FINDING_KINDS))}); written as EXPECT markers",
+    "timeout_s(seconds): per-test watchdog budget before HARNESS_TIMEOUT_SCALE "
+    f"(default HARNESS_TEST_TIMEOUT or {DEFAULT_TEST_TIMEOUT_S:g})",
+)
+
+
+def marker_nodeid(nodeid: str) -> str:
+    """The nodeid as it appears in markers: whitespace would split the marker's fields."""
+    return _WHITESPACE.sub("_", nodeid)
+
+
+def read_debug_locks(lockdep_stats: Path) -> str:
+    """'1' or '0' from the 'debug_locks:' line of /proc/lockdep_stats, 'na' without lockdep."""
+    try:
+        text = lockdep_stats.read_text()
+    except OSError:
+        return "na"
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "debug_locks":
+            return "1" if value.strip() not in ("", "0") else "0"
+    return "na"
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise pytest.UsageError(f"{name}={raw!r} is not a number") from None
+    if not value > 0:
+        raise pytest.UsageError(f"{name}={raw!r} must be > 0")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """What the host passes in through the environment."""
+
+    test_timeout_s: float = DEFAULT_TEST_TIMEOUT_S
+    timeout_scale: float = 1.0
+    guest_bin: Path | None = None
+    kernel_release: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        guest_bin = env.get("HARNESS_GUEST_BIN", "").strip()
+        release = env.get("HARNESS_KERNEL_RELEASE", "").strip()
+        return cls(
+            test_timeout_s=_positive_float(env, "HARNESS_TEST_TIMEOUT", DEFAULT_TEST_TIMEOUT_S),
+            timeout_scale=_positive_float(env, "HARNESS_TIMEOUT_SCALE", 1.0),
+            guest_bin=Path(guest_bin) if guest_bin else None,
+            kernel_release=release or None,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class KernelPaths:
+    """Kernel interfaces the plugin touches; self-tests point them at plain files."""
+
+    kmsg: Path = Path("/dev/kmsg")
+    sysrq_trigger: Path = Path("/proc/sysrq-trigger")
+    lockdep_stats: Path = Path("/proc/lockdep_stats")
+
+
+class KmsgWriter:
+    """Writes 'harness: ...' lines to /dev/kmsg; does nothing if it is not writable."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self.enabled = os.access(path, os.W_OK)
+
+    def emit(self, text: str) -> None:
+        if not self.enabled:
+            return
+        line = f"<5>harness: {text}\n".encode(errors="replace")
+        try:
+            fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        except OSError:
+            self.enabled = False
+            return
+        try:
+            os.write(fd, line)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+class Watchdog:
+    """One thread; arm() sets a deadline for the current test, disarm() clears it.
+
+    on_expiry(nodeid, seconds) runs in the watchdog thread and is expected not to
+    return (it ends the process); if it does return, the watchdog stops.
+    """
+
+    def __init__(self, on_expiry: Callable[[str, float], None]) -> None:
+        self._on_expiry = on_expiry
+        self._cond = threading.Condition()
+        self._armed: tuple[str, float, float] | None = None
+        self._thread: threading.Thread | None = None
+
+    def arm(self, nodeid: str, seconds: float) -> None:
+        with self._cond:
+            self._armed = (nodeid, time.monotonic() + seconds, seconds)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="harness-watchdog", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def disarm(self) -> None:
+        with self._cond:
+            self._armed = None
+            self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                if self._armed is None:
+                    self._cond.wait()
+                    continue
+                nodeid, deadline, seconds = self._armed
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+        self._on_expiry(nodeid, seconds)
+
+
+def _expected_kinds(item: pytest.Item) -> list[str]:
+    kinds: list[str] = []
+    for mark in item.iter_markers("expect_finding"):
+        for kind in mark.args:
+            if kind not in kinds:
+                kinds.append(kind)
+    return kinds
+
+
+def _outcome(reports: list[pytest.TestReport]) -> str:
+    """passed|failed|skipped|error for one test from its setup/call/teardown reports."""
+    outcome = "error"
+    for report in reports:
+        if report.when == "setup":
+            if report.failed:
+                return "error"
+            if report.skipped:
+                return "skipped"
+        elif report.when == "call":
+            outcome = "failed" if report.failed else "skipped" if report.skipped else "passed"
+        elif report.when == "teardown" and report.failed and outcome == "passed":
+            outcome = "error"
+    return outcome
+
+
+@dataclass(kw_only=True)
+class RunnerPlugin:
+    settings: Settings
+    paths: KernelPaths = KernelPaths()
+    exit: Callable[[int], None] = os._exit
+    _kmsg: KmsgWriter = field(init=False)
+    _watchdog: Watchdog = field(init=False)
+    _reports: dict[str, list[pytest.TestReport]] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._kmsg = KmsgWriter(self.paths.kmsg)
+        self._watchdog = Watchdog(self._timed_out)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RunnerPlugin:
+        return cls(settings=Settings.from_env(env))
+
+    def timeout_for(self, item: pytest.Item) -> float:
+        mark = item.get_closest_marker("timeout_s")
+        base = float(mark.args[0]) if mark and mark.args else self.settings.test_timeout_s
+        return base * self.settings.timeout_scale
+
+    def _timed_out(self, nodeid: str, seconds: float) -> None:
+        self._kmsg.emit(f"TIMEOUT {nodeid} after={seconds:g}")
+        for key in SYSRQ_ON_TIMEOUT:
+            try:
+                self.paths.sysrq_trigger.write_text(key)
+            except OSError:
+                break
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.exit(TIMEOUT_EXIT_CODE)
+
+    # pytest hooks
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        for line in MARKER_HELP:
+            config.addinivalue_line("markers", line)
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            unknown = [k for k in _expected_kinds(item) if k not in FINDING_KINDS]
+            if unknown:
+                raise pytest.UsageError(f"{item.nodeid}: unknown expect_finding kind {unknown}")
+            mark = item.get_closest_marker("timeout_s")
+            if mark and (len(mark.args) != 1 or not float(mark.args[0]) > 0):
+                raise pytest.UsageError(f"{item.nodeid}: timeout_s takes one positive number")
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Iterator[None]:
+        nodeid = marker_nodeid(item.nodeid)
+        self._reports[item.nodeid] = []
+        self._kmsg.emit(f"BEGIN {nodeid}")
+        for kind in _expected_kinds(item):
+            self._kmsg.emit(f"EXPECT {nodeid} {kind}")
+        self._watchdog.arm(nodeid, self.timeout_for(item))
+        try:
+            return (yield)
+        finally:
+            self._watchdog.disarm()
+            outcome = _outcome(self._reports.pop(item.nodeid, []))
+            debug_locks = read_debug_locks(self.paths.lockdep_stats)
+            self._kmsg.emit(f"END {nodeid} outcome={outcome} debug_locks={debug_locks}")
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.nodeid in self._reports:
+            self._reports[report.nodeid].append(report)
+
+    # fixtures
+
+    @pytest.fixture
+    def guest_bin(self) -> Path:
+        """Directory of helpers built by `make -C guest-tests OUT=...` (HARNESS_GUEST_BIN)."""
+        if self.settings.guest_bin is None:
+            pytest.skip("HARNESS_GUEST_BIN is not set (build with make -C guest-tests OUT=...)")
+        return self.settings.guest_bin
+
+    @pytest.fixture
+    def kernel_release_expected(self) -> str | None:
+        """HARNESS_KERNEL_RELEASE, the release the host built; None when unset."""
+        return self.settings.kernel_release
+
+    @pytest.fixture
+    def timeout_scale(self) -> float:
+        """HARNESS_TIMEOUT_SCALE: multiply every wait on the kernel by this."""
+        return self.settings.timeout_scale

@@ -1,0 +1,199 @@
+"""Self-tests of the runner plugin (guest_runner.py) against plain files, no kernel needed.
+
+Each case runs an inner pytest in a child process whose conftest registers a
+RunnerPlugin with /dev/kmsg, the sysrq trigger and lockdep_stats pointed at files
+under tmp_path, so nothing reaches the real kernel log. These run on the host
+(`pytest guest-tests/selftests`): a child interpreter costs half a minute under TCG.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from guest_runner import read_debug_locks
+
+GUEST_TESTS = Path(__file__).resolve().parent.parent
+
+INNER_CONFTEST = """
+import sys
+from pathlib import Path
+
+sys.path.insert(0, {guest_tests!r})
+from guest_runner import KernelPaths, RunnerPlugin, Settings
+
+def pytest_configure(config):
+    paths = KernelPaths(
+        kmsg=Path({kmsg!r}),
+        sysrq_trigger=Path({sysrq!r}),
+        lockdep_stats=Path({lockdep!r}),
+    )
+    settings = Settings(timeout_scale={scale!r})
+    config.pluginmanager.register(RunnerPlugin(settings=settings, paths=paths))
+"""
+
+INNER_TESTS = """
+import pytest
+
+def test_pass():
+    pass
+
+def test_fail():
+    assert False
+
+@pytest.mark.skip(reason="no")
+def test_skip():
+    pass
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("setup")
+
+def test_error(broken):
+    pass
+
+@pytest.fixture
+def broken_teardown():
+    yield
+    raise RuntimeError("teardown")
+
+def test_teardown_error(broken_teardown):
+    pass
+
+@pytest.mark.expect_finding("WARNING")
+@pytest.mark.expect_finding("SOFT_LOCKUP", "RCU_STALL")
+@pytest.mark.parametrize("arg", ["a b"])
+def test_expect(arg):
+    pass
+"""
+
+INNER_HANG = """
+import threading
+import pytest
+
+@pytest.mark.timeout_s(1)
+def test_hangs():
+    threading.Event().wait(60)
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Inner:
+    """An inner pytest project and the files its plugin writes to."""
+
+    root: Path
+    kmsg: Path
+    sysrq: Path
+    lockdep: Path
+
+    def run(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", str(self.root)],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def markers(self) -> list[str]:
+        return self.kmsg.read_text().splitlines()
+
+
+def make_inner(tmp_path: Path, tests: str, *, lockdep: str | None, scale: float = 1.0) -> Inner:
+    root = tmp_path / "inner"
+    root.mkdir()
+    inner = Inner(
+        root=root,
+        kmsg=tmp_path / "kmsg",
+        sysrq=tmp_path / "sysrq-trigger",
+        lockdep=tmp_path / "lockdep_stats",
+    )
+    inner.kmsg.touch()
+    inner.sysrq.touch()
+    if lockdep is not None:
+        inner.lockdep.write_text(lockdep)
+    (root / "pytest.ini").write_text("[pytest]\n")
+    (root / "conftest.py").write_text(
+        INNER_CONFTEST.format(
+            guest_tests=str(GUEST_TESTS),
+            kmsg=str(inner.kmsg),
+            sysrq=str(inner.sysrq),
+            lockdep=str(inner.lockdep),
+            scale=scale,
+        )
+    )
+    (root / "test_inner.py").write_text(textwrap.dedent(tests))
+    return inner
+
+
+def test_markers_around_each_test(tmp_path: Path) -> None:
+    inner = make_inner(tmp_path, INNER_TESTS, lockdep=" lock-classes: 12\n debug_locks:   1\n")
+    result = inner.run()
+    assert result.returncode == pytest.ExitCode.TESTS_FAILED, result.stdout
+    assert inner.markers() == [
+        "<5>harness: BEGIN test_inner.py::test_pass",
+        "<5>harness: END test_inner.py::test_pass outcome=passed debug_locks=1",
+        "<5>harness: BEGIN test_inner.py::test_fail",
+        "<5>harness: END test_inner.py::test_fail outcome=failed debug_locks=1",
+        "<5>harness: BEGIN test_inner.py::test_skip",
+        "<5>harness: END test_inner.py::test_skip outcome=skipped debug_locks=1",
+        "<5>harness: BEGIN test_inner.py::test_error",
+        "<5>harness: END test_inner.py::test_error outcome=error debug_locks=1",
+        "<5>harness: BEGIN test_inner.py::test_teardown_error",
+        "<5>harness: END test_inner.py::test_teardown_error outcome=error debug_locks=1",
+        "<5>harness: BEGIN test_inner.py::test_expect[a_b]",
+        "<5>harness: EXPECT test_inner.py::test_expect[a_b] SOFT_LOCKUP",
+        "<5>harness: EXPECT test_inner.py::test_expect[a_b] RCU_STALL",
+        "<5>harness: EXPECT test_inner.py::test_expect[a_b] WARNING",
+        "<5>harness: END test_inner.py::test_expect[a_b] outcome=passed debug_locks=1",
+    ]
+
+
+def test_unknown_finding_kind_is_a_usage_error(tmp_path: Path) -> None:
+    tests = """
+        import pytest
+
+        @pytest.mark.expect_finding("OOPS")
+        def test_x():
+            pass
+        """
+    inner = make_inner(tmp_path, tests, lockdep=None)
+    result = inner.run()
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
+    assert "unknown expect_finding kind ['OOPS']" in result.stderr
+    assert inner.markers() == []
+
+
+def test_watchdog_writes_timeout_and_exits_124(tmp_path: Path) -> None:
+    inner = make_inner(tmp_path, INNER_HANG, lockdep=None, scale=0.5)
+    result = inner.run()
+    assert result.returncode == 124, result.stdout + result.stderr
+    assert inner.markers() == [
+        "<5>harness: BEGIN test_inner.py::test_hangs",
+        "<5>harness: TIMEOUT test_inner.py::test_hangs after=0.5",
+    ]
+    # 'w' then 'd', one write each; a plain file keeps the last.
+    assert inner.sysrq.read_text() == "d"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (" chain lookup hits:   7\n debug_locks:                             1\n", "1"),
+        (" debug_locks:                             0\n", "0"),
+        (" lock-classes:  12\n", "na"),
+        (None, "na"),
+    ],
+    ids=["on", "off", "no-line", "no-file"],
+)
+def test_read_debug_locks(tmp_path: Path, content: str | None, expected: str) -> None:
+    stats = tmp_path / "lockdep_stats"
+    if content is not None:
+        stats.write_text(content)
+    assert read_debug_locks(stats) == expected
