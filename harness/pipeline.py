@@ -134,7 +134,8 @@ class Pipeline:
                 guest_bin = layout.guest_build_dir(opts.flavour)
                 guest_bin.mkdir(parents=True, exist_ok=True)
                 runner.run(["make", "-C", str(layout.guest_tests), f"OUT={guest_bin}",
-                            f"VMLINUX={built.vmlinux}", f"KERNEL_HEADERS={built.headers}/include"],
+                            f"VMLINUX={built.vmlinux}", f"KERNEL_HEADERS={built.headers}/include",
+                            f"KSRC={src.path}"],
                            log_path=self.results / "guest-build.log")
                 st.detail = str(guest_bin)
         if opts.build_only:
