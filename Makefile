@@ -20,7 +20,7 @@ HARNESS := $(VPY) -m harness
 RUN_ARGS := $(if $(ACCEL),--accel $(ACCEL)) $(if $(FORCE),--force) \
             $(if $(KERNEL_SRC),--kernel-src $(KERNEL_SRC)) $(if $(ONLY),--only $(ONLY))
 
-.PHONY: all setup run test check vm-test detectors build shell tree export clean-results
+.PHONY: all setup run test check vm-test detectors build shell tree export clean-results series-check checkpatch
 
 all: run
 
@@ -64,3 +64,10 @@ export: setup
 
 clean-results:
 	rm -rf results
+
+# Every patch checkpatch --strict clean and signed off; every prefix builds.
+series-check: setup
+	$(HARNESS) series-check
+
+checkpatch: setup
+	$(HARNESS) series-check --no-build

@@ -84,6 +84,29 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_series_check(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+    from .series_check import check_series
+    from .source import prepare_source
+    layout, runner = Layout.default(), _runner(args)
+    results = layout.results_root / (datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+                                     + "-series-check")
+    results.mkdir(parents=True, exist_ok=True)
+    src = prepare_source(runner, layout, say, None)
+    checks = check_series(runner, layout, src, results, say, build=not args.no_build)
+    (results / "series-check.json").write_text(json.dumps(
+        [vars(c) for c in checks], indent=2) + "\n")
+    for c in checks:
+        built = {True: "builds", False: "BUILD FAILS", None: "not built"}[c.builds]
+        print(f"{'ok  ' if c.ok else 'FAIL'} {c.patch}: checkpatch {c.checkpatch}; "
+              f"signed-off {'yes' if c.signed_off else 'NO'}; {built}"
+              + (f" ({c.build_seconds:.0f}s)" if c.builds is not None else ""))
+        if c.build_error:
+            print("     " + c.build_error.replace("\n", "\n     "))
+    print(f"results: {results}")
+    return 0 if checks and all(c.ok for c in checks) else 1
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     from .logscan import scan_file
     result = scan_file(Path(args.log))
@@ -140,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_tree)
     e = sub.add_parser("export", help="write the tree's commits back to kernel-patches/")
     e.set_defaults(func=cmd_export)
+    c = sub.add_parser("series-check",
+                       help="checkpatch every patch, build every prefix of the series")
+    c.add_argument("--no-build", action="store_true", help="checkpatch and sign-off only")
+    c.set_defaults(func=cmd_series_check)
     sc = sub.add_parser("scan", help="scan a saved console log for kernel reports")
     sc.add_argument("log")
     sc.set_defaults(func=cmd_scan)

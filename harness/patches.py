@@ -81,8 +81,12 @@ def _dirty(runner: Runner, tree: Path) -> list[str]:
 
 
 def apply_series(runner: Runner, source: SourceTree, patch_dir: Path,
-                 say: Callable[[str], None], force: bool = False) -> PatchResult:
+                 say: Callable[[str], None], force: bool = False,
+                 first: int | None = None) -> PatchResult:
+    """Applies the series (or only its `first` patches, for bisecting)."""
     patches = read_series(patch_dir)
+    if first is not None:
+        patches = patches[:first]
     if source.user_tree or source.baseline is None:
         return PatchResult(skipped_reason="KERNEL_SRC tree is used as it is")
     tree = source.path

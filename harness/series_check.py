@@ -1,0 +1,84 @@
+"""Series check: every patch is checkpatch clean, signed off, and every
+prefix of the series builds on its own (bisectable).
+
+Each prefix is applied on the `series` branch and built incrementally in
+the normal build directory, so the last step leaves the tree and the build
+exactly as a normal run wants them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .build import BuildError, build_kernel
+from .layout import Layout, cpu_lock
+from .patches import apply_series, read_series
+from .procs import Runner
+from .source import SourceTree
+
+_TOTAL = re.compile(r"total: (\d+) errors, (\d+) warnings(?:, (\d+) checks)?")
+
+
+@dataclass(kw_only=True)
+class PatchCheck:
+    patch: str
+    checkpatch: str          # "clean" or the totals line
+    signed_off: bool
+    builds: bool | None = None
+    build_seconds: float = 0.0
+    build_error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.checkpatch == "clean" and self.signed_off and self.builds is not False
+
+
+def checkpatch(runner: Runner, tree: Path, patch: Path, scratch: Path) -> str:
+    # cwd outside the tree: checkpatch drops a .checkpatch-camelcase.* cache
+    # file into its cwd, which would make the kernel tree dirty
+    done = runner.run(["perl", str(tree / "scripts/checkpatch.pl"), "--strict",
+                       "--show-types", f"--root={tree}", str(patch)],
+                      cwd=scratch, check=False)
+    found = _TOTAL.search(done.output)
+    if done.returncode == 0 and (found is None or set(found.groups(default="0")) == {"0"}):
+        return "clean"
+    problems = [l for l in done.output.splitlines() if l.startswith(("ERROR:", "WARNING:", "CHECK:"))]
+    return (found.group(0) if found else f"checkpatch exited {done.returncode}") + (
+        ": " + " | ".join(problems[:5]) if problems else "")
+
+
+def check_series(runner: Runner, layout: Layout, source: SourceTree, results: Path,
+                 say: Callable[[str], None], build: bool = True) -> list[PatchCheck]:
+    patches = read_series(layout.patches)
+    checks = []
+    for p in patches:
+        text = p.read_text(errors="replace")
+        checks.append(PatchCheck(patch=p.name, checkpatch=checkpatch(runner, source.path, p, results),
+                                 signed_off=bool(re.search(r"^Signed-off-by: .+ <.+@.+>$", text, re.M))))
+        say(f"series-check: {p.name}: checkpatch {checks[-1].checkpatch}, "
+            f"signed-off {'yes' if checks[-1].signed_off else 'NO'}")
+    if not build:
+        return checks
+    build_dir = layout.build_dir("default")
+    with cpu_lock(layout.cpu_lock, say):
+        for k, check in enumerate(checks, 1):
+            apply_series(runner, source, layout.patches, say, first=k)
+            start = time.monotonic()
+            try:
+                build_kernel(runner, source=source.path, build_dir=build_dir,
+                             ccache_dir=layout.ccache, log_path=results / f"build-{k:02d}.log",
+                             say=say)
+                check.builds = True
+            except BuildError as exc:
+                check.builds = False
+                check.build_error = "\n".join(exc.first_errors)
+            check.build_seconds = time.monotonic() - start
+            say(f"series-check: prefix 1..{k} ({check.patch}) "
+                f"{'builds' if check.builds else 'DOES NOT BUILD'} in {check.build_seconds:.0f}s")
+        if len(checks) == 0 or checks[-1].builds is not True:
+            apply_series(runner, source, layout.patches, say)
+    return checks
