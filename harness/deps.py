@@ -54,6 +54,8 @@ PACKAGES: tuple[Package, ...] = (
                     "that needs udev; without it every run returns 255"),
     Package("python3-venv", "the harness venv"),
     Package("rsync", "virtme-ng"),
+    Package("python3-ply", "checkpatch.pl's SPDX license check"),
+    Package("python3-git", "checkpatch.pl's SPDX license check"),
 )
 
 

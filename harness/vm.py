@@ -25,6 +25,10 @@ _BEGIN = re.compile(r"harness: BEGIN (\S+)[^\n]*\n")
 _END = re.compile(r"harness: END (\S+) outcome=(\S+)[^\n]*\n")
 _TIMEOUT = re.compile(r"harness: TIMEOUT (\S+)[^\n]*\n")
 _PANIC = re.compile(r"Kernel panic - not syncing")
+# A kernel report before the guest started its command: the boot is broken
+# (under TCG a rare early-boot crash can loop for minutes).  Only consulted
+# until the guest starts.
+_BOOT_CRASH = re.compile(r"(BUG: |Oops: |general protection fault)")
 
 
 class Accel(str, enum.Enum):
@@ -127,6 +131,7 @@ class Deadlines:
     total: float
     after_panic: float = 20.0
     after_sysrq: float = 15.0   # time for the guest to print the sysrq dumps
+    after_boot_crash: float = 20.0  # a crash before the guest started: give up soon
 
 
 def send_sysrq(monitor: Path, keys: str, say: Callable[[str], None]) -> bool:
@@ -155,9 +160,10 @@ def run_vm(spec: VmSpec, command: str, *, console_log: Path, deadlines: Deadline
     start = time.monotonic()
     child = spawn(argv, console_log)
     patterns: list[object] = [GUEST_START, _BEGIN, _END, _TIMEOUT, _PANIC,
-                              pexpect.EOF, pexpect.TIMEOUT]
+                              pexpect.EOF, pexpect.TIMEOUT, _BOOT_CRASH]
     started_at: float | None = None
     panic_at: float | None = None
+    boot_crash_at: float | None = None
     current: str | None = None
     tests: list[str] = []
     status: VmStatus | None = None
@@ -172,6 +178,8 @@ def run_vm(spec: VmSpec, command: str, *, console_log: Path, deadlines: Deadline
             limits.append(last_progress + deadlines.per_test)
         if panic_at is not None:
             limits.append(panic_at + deadlines.after_panic)
+        if boot_crash_at is not None and started_at is None:
+            limits.append(boot_crash_at + deadlines.after_boot_crash)
         return max(0.1, min(limits) - now)
 
     last_progress = start
@@ -205,12 +213,19 @@ def run_vm(spec: VmSpec, command: str, *, console_log: Path, deadlines: Deadline
                 say("vm: kernel panic; waiting for the VM to end")
         elif idx == 5:
             break
+        elif idx == 7:
+            if started_at is None and boot_crash_at is None:
+                boot_crash_at = now
+                say("vm: the kernel reported a bug while booting")
         else:
             if panic_at is not None:
                 status, detail = VmStatus.PANIC, "kernel panicked and the VM did not end"
             elif started_at is None:
                 status = VmStatus.BOOT_FAILURE
-                detail = f"the guest did not start the command within {deadlines.boot:.0f}s"
+                detail = (f"the kernel crashed while booting ({now - boot_crash_at:.0f}s "
+                          "ago) and the guest never started the command"
+                          if boot_crash_at is not None else
+                          f"the guest did not start the command within {deadlines.boot:.0f}s")
             else:
                 status = VmStatus.HANG
                 detail = (f"no progress for {deadlines.per_test:.0f}s"

@@ -18,7 +18,8 @@ def fake_vm(script: str):  # type: ignore[no-untyped-def]
 
 def go(tmp_path: Path, script: str, **dl: float):  # type: ignore[no-untyped-def]
     deadlines = Deadlines(boot=dl.get("boot", 5), per_test=dl.get("per_test", 5),
-                          total=dl.get("total", 20), after_panic=dl.get("after_panic", 2))
+                          total=dl.get("total", 20), after_panic=dl.get("after_panic", 2),
+                          after_boot_crash=1)
     return run_vm(SPEC, "true", console_log=tmp_path / "c.log", deadlines=deadlines,
                   say=lambda s: None, spawn=fake_vm(script))
 
@@ -99,3 +100,16 @@ def test_hang_asks_the_guest_for_sysrq_through_the_monitor(tmp_path: Path) -> No
     assert out.status is VmStatus.HANG
     sent = b"".join(received).decode()
     assert "sendkey alt-sysrq-w" in sent and "sendkey alt-sysrq-d" in sent
+
+
+def test_crash_while_booting_gives_up_early(tmp_path: Path) -> None:
+    # real first lines of a TCG early-boot crash (KASAN wild access in start_kernel)
+    out = go(tmp_path, "echo '[    1.130926] BUG: KASAN: wild-memory-access in "
+                       "do_raw_spin_lock+0x122/0x270'; sleep 30", boot=20)
+    assert out.status is VmStatus.BOOT_FAILURE and "crashed while booting" in out.detail
+
+
+def test_reports_after_the_guest_started_do_not_end_the_run(tmp_path: Path) -> None:
+    out = go(tmp_path, "echo 'harness: GUEST START'; echo 'harness: BEGIN t.py::a';"
+                       "echo '[    9.1] BUG: KASAN: slab-out-of-bounds in f+0x1/0x2'; sleep 1; exit 0")
+    assert out.status is VmStatus.COMPLETED
