@@ -107,13 +107,15 @@ class Pipeline:
             src = prepare_source(runner, layout, say, opts.kernel_src)
             st.detail = f"Linux {src.version} at {src.path}"
             self.run.info["kernel_version"] = src.version
-        with self.stage("patches") as st:
-            patched = apply_series(runner, src, layout.patches, say, force=opts.force)
-            st.detail = patched.skipped_reason or f"{len(patched.applied)} patch(es) applied"
-            st.data = {"applied": patched.applied, "head": patched.head}
-            self.run.info["patches"] = len(patched.applied)
         build_dir = layout.build_dir(opts.flavour)
+        # the lock covers the tree too: another run (or series-check) must not
+        # switch the patches under a build
         with cpu_lock(layout.cpu_lock, say):
+            with self.stage("patches") as st:
+                patched = apply_series(runner, src, layout.patches, say, force=opts.force)
+                st.detail = patched.skipped_reason or f"{len(patched.applied)} patch(es) applied"
+                st.data = {"applied": patched.applied, "head": patched.head}
+                self.run.info["patches"] = len(patched.applied)
             with self.stage("config") as st:
                 cfg = configure(runner, source=src.path, build_dir=build_dir,
                                 fragments=fragment_files(layout.configs, opts.fragments),
