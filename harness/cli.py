@@ -132,7 +132,9 @@ def cmd_shell(args: argparse.Namespace) -> int:
     argv = vng_argv(VmSpec(kernel=bzimage, accel=accel, vng=vng,
                            append=("kasan_multi_shot",)), None)
     say(f"shell: {' '.join(argv)}  ({accel.value}; exit the shell to power off)")
-    return subprocess.call(argv)
+    env = dict(os.environ)
+    env["PATH"] = str(Path(vng).parent) + os.pathsep + env.get("PATH", "")  # vng runs virtme-run
+    return subprocess.call(argv, env=env)
 
 
 def build_parser() -> argparse.ArgumentParser:
