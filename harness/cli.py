@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from .layout import Layout
+from .layout import Layout, cpu_lock
 from .procs import CommandError, SubprocessRunner
 
 
@@ -61,7 +61,8 @@ def cmd_tree(args: argparse.Namespace) -> int:
     layout, runner = Layout.default(), _runner(args)
     try:
         src = prepare_source(runner, layout, say, None)
-        apply_series(runner, src, layout.patches, say, force=args.force)
+        with cpu_lock(layout.cpu_lock, say):  # never switch the tree under a build
+            apply_series(runner, src, layout.patches, say, force=args.force)
     except (PatchError, SourceError, CommandError) as exc:
         say(str(exc))
         return 1
