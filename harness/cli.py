@@ -94,7 +94,8 @@ def cmd_series_check(args: argparse.Namespace) -> int:
                                      + "-series-check")
     results.mkdir(parents=True, exist_ok=True)
     src = prepare_source(runner, layout, say, None)
-    checks = check_series(runner, layout, src, results, say, build=not args.no_build)
+    checks = check_series(runner, layout, src, results, say, build=not args.no_build,
+                          configkernel=str(Path(sys.executable).with_name("virtme-configkernel")))
     (results / "series-check.json").write_text(json.dumps(
         [vars(c) for c in checks], indent=2) + "\n")
     for c in checks:

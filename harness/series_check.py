@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from .build import BuildError, build_kernel
+from .kconfig import configure, fragment_files
 from .layout import Layout, cpu_lock
 from .patches import apply_series, read_series
 from .procs import Runner
@@ -52,7 +53,9 @@ def checkpatch(runner: Runner, tree: Path, patch: Path, scratch: Path) -> str:
 
 
 def check_series(runner: Runner, layout: Layout, source: SourceTree, results: Path,
-                 say: Callable[[str], None], build: bool = True) -> list[PatchCheck]:
+                 say: Callable[[str], None], build: bool = True,
+                 fragments: tuple[str, ...] = ("base", "debug", "lean"),
+                 configkernel: str = "virtme-configkernel") -> list[PatchCheck]:
     patches = read_series(layout.patches)
     checks = []
     for p in patches:
@@ -65,6 +68,10 @@ def check_series(runner: Runner, layout: Layout, source: SourceTree, results: Pa
         return checks
     build_dir = layout.build_dir("default")
     with cpu_lock(layout.cpu_lock, say):
+        # the harness's config, as a normal run would build it
+        configure(runner, source=source.path, build_dir=build_dir,
+                  fragments=fragment_files(layout.configs, list(fragments)),
+                  configkernel=configkernel, say=say)
         for k, check in enumerate(checks, 1):
             apply_series(runner, source, layout.patches, say, first=k)
             start = time.monotonic()
