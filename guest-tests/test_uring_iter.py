@@ -29,9 +29,11 @@ All mismatches of a test are collected and reported together.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import socket
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -663,3 +665,44 @@ def check_attach(run: HelperRun) -> Checks:
                           f"{errno.errorcode.get(got, got)} vs {errno.errorcode.get(want, want)}",
                           got, want)
     return checks
+
+
+# ----------------------------------------------------------------------------
+# a pinned link: the ring outlives every fd, and the distribution's bpftool
+
+
+def bpffs() -> Path:
+    path = Path("/sys/fs/bpf")
+    if not os.path.ismount(path):
+        subprocess.run(["mount", "-t", "bpf", "bpf", str(path)], check=True, timeout=30)
+    return path
+
+
+def test_pinned_link_keeps_the_ring_and_bpftool_lists_it(guest_bin: Path,
+                                                          timeout_scale: float) -> None:
+    pin = bpffs() / f"uring_iter_pin_{os.getpid()}"
+    run = run_helper(guest_bin, timeout_scale, "pin", str(pin))
+    pinned = run.one("pinned")
+    try:
+        # the helper exited: its ring fd is closed, only the pinned link holds the ring
+        walk = [parse_rec(line) for line in pin.read_text().splitlines()]
+        bufs = [r for r in walk if r.kind == "buf"]
+        ends = [r for r in walk if r.kind == "end"]
+        checks = Checks()
+        checks.eq("buffer objects read through the pin", len(bufs), 1)
+        checks.eq("final calls", len(ends), 1)
+        if bufs:
+            checks.eq("buffer address", bufs[0].hexv("addr"), int(pinned["buf"], 16), hexa=True)
+            checks.eq("buffer length", bufs[0].dec("len"), pinned.dec("len"))
+        if ends:
+            checks.eq("registered buffers", ends[0].dec("nr_user_bufs"), 1)
+        shown = subprocess.run(["bpftool", "-j", "link", "show", "pinned", str(pin)],
+                               capture_output=True, text=True, timeout=60 * timeout_scale)
+        checks.eq("bpftool exit status", shown.returncode, 0)
+        if shown.returncode == 0:
+            info = json.loads(shown.stdout)
+            checks.eq("bpftool link type", info.get("type"), "iter")
+            checks.eq("bpftool target_name", info.get("target_name"), "io_uring_buf")
+        checks.done(run)
+    finally:
+        pin.unlink(missing_ok=True)

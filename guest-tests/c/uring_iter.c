@@ -14,6 +14,7 @@
  *   uring_iter files             sparse file table and a direct descriptor
  *   uring_iter edeadlk           reads of the iterators through io_uring
  *   uring_iter attach            attach with missing/bad/non-ring fds
+ *   uring_iter pin PATH          pin a buffer iterator link on a ring and exit
  *
  * Record lines are "<kind> key=value ..."; iterator lines are copied as
  * "iter <walk> <line>". "step ..." lines say what comes next, so that a
@@ -1022,13 +1023,51 @@ static enum t_exit mode_attach(struct uring_iter *skel)
 	return t_result(1, mode, T_EXIT_PASS, NULL);
 }
 
+/*
+ * Pins a buffer iterator link on a ring at @path and exits: the pinned link
+ * is then the only thing keeping the ring alive. The test reads it with
+ * cat(1), lists it with the distribution's bpftool and removes the pin.
+ */
+static enum t_exit mode_pin(struct uring_iter *skel, const char *path)
+{
+	static char buf[PAGE_SZ] __attribute__((aligned(4096)));
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+	struct io_uring_params p;
+	struct io_uring ring;
+	struct bpf_link *link;
+	struct stat st;
+	int ret;
+
+	if (ring_init(&ring, &p, 4, 0, 0))
+		return fail("ring setup");
+	ret = io_uring_register_buffers(&ring, &iov, 1);
+	if (ret) {
+		t_diag("io_uring_register_buffers: %s", strerror(-ret));
+		return fail("register buffers");
+	}
+	if (fstat(ring.ring_fd, &st))
+		return fail("fstat ring");
+	link = attach_ring(skel->progs.dump_buf, ring.ring_fd);
+	if (!link)
+		return fail("attach");
+	if (bpf_link__pin(link, path)) {
+		t_diag("bpf_link__pin %s: %s", path, strerror(errno));
+		return fail("pin");
+	}
+	printf("pinned path=%s ring_ino=%lu buf=0x%lx len=%zu\n", path,
+	       (unsigned long)st.st_ino, (unsigned long)buf, sizeof(buf));
+	bpf_link__destroy(link);
+	io_uring_queue_exit(&ring);
+	return t_result(1, mode, T_EXIT_PASS, NULL);
+}
+
 int main(int argc, char *argv[])
 {
 	struct uring_iter *skel;
 	enum t_exit res;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: %s bufs|huge thp|huge hugetlb|files|edeadlk|attach\n",
+		fprintf(stderr, "usage: %s bufs|huge thp|huge hugetlb|files|edeadlk|attach|pin PATH\n",
 			argv[0]);
 		return T_EXIT_FAIL;
 	}
@@ -1051,6 +1090,8 @@ int main(int argc, char *argv[])
 		res = mode_edeadlk(skel);
 	else if (!strcmp(mode, "attach"))
 		res = mode_attach(skel);
+	else if (!strcmp(mode, "pin") && argc > 2)
+		res = mode_pin(skel, argv[2]);
 	else
 		res = fail("unknown mode");
 	uring_iter__destroy(skel);
