@@ -83,6 +83,7 @@ class JUnitCase:
     outcome: str   # passed, failed, error, skipped
     message: str
     seconds: float
+    properties: tuple[tuple[str, str], ...] = ()  # pytest record_property()
 
 
 def _nodeid(classname: str, name: str) -> str:
@@ -113,7 +114,8 @@ def read_junit(path: Path) -> list[JUnitCase]:
                 message = (child.get("message") or child.text or "").strip()
                 break
         nodeid = _nodeid(case.get("classname", ""), case.get("name", ""))
+        props = tuple((p.get("name", ""), p.get("value", "")) for p in case.iter("property"))
         cases.append(JUnitCase(nodeid=nodeid.replace(" ", "_"), outcome=outcome,
                                message=message[:2000],
-                               seconds=float(case.get("time", "0") or 0)))
+                               seconds=float(case.get("time", "0") or 0), properties=props))
     return cases

@@ -62,6 +62,10 @@ def terminal_summary(run: RunResult) -> str:
         lines.append("  " + ", ".join(f"{k}={run.info[k]}" for k in keys if k in run.info))
     bad = [t for t in run.tests if not t.status.ok]
     for t in run.tests:
+        if t.outcomes:
+            tally = " ".join(f"{k}={v}" for k, v in t.outcomes.items())
+            lines.append(f"  scenario      {t.name}: {tally} -> {t.status.value}")
+    for t in run.tests:
         if t.expected and t.status is Status.PASS:
             lines.append(f"  detector ok   {t.full_name}: {t.message[:100]}")
     for t in bad:

@@ -41,6 +41,8 @@ class TestResult:
     seconds: float = 0.0
     findings: list[str] = field(default_factory=list)   # titles
     expected: list[str] = field(default_factory=list)   # kinds the test must produce
+    # outcome counts a stress scenario reported (e.g. {"ok": 40, "edeadlk": 40, "failed": 0})
+    outcomes: dict[str, int] = field(default_factory=dict)
 
     @property
     def full_name(self) -> str:

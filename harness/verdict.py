@@ -9,6 +9,8 @@ end cleanly, fail the boot as pseudo-tests so nothing is silently dropped.
 
 from __future__ import annotations
 
+import json
+
 from .guest import JUnitCase, Suite
 from .logscan import Finding, Kind, ScanResult
 from .results import FindingRecord, Status, TestResult
@@ -30,6 +32,22 @@ def _dedup(findings: list[Finding]) -> list[tuple[Finding, int]]:
             first[key] = f
             repeats[key] = 0
     return [(f, repeats[key]) for key, f in first.items()]
+
+
+def outcome_counts(case: JUnitCase | None) -> dict[str, int]:
+    """The "outcomes" property a scenario recorded: a JSON object of counts."""
+    if case is None:
+        return {}
+    for name, value in case.properties:
+        if name == "outcomes":
+            try:
+                data = json.loads(value)
+            except ValueError:
+                return {"unparsable": 1}
+            if isinstance(data, dict):
+                return {str(k): int(v) for k, v in data.items()
+                        if isinstance(v, (int, float))}
+    return {}
 
 
 def judge_boot(suite: Suite, junit: list[JUnitCase], scan: ScanResult, vm: VmOutcome
@@ -95,7 +113,8 @@ def judge_boot(suite: Suite, junit: list[JUnitCase], scan: ScanResult, vm: VmOut
             message = ""
         results.append(TestResult(suite=suite.name, name=name, status=status, message=message,
                                   seconds=seconds, findings=titles,
-                                  expected=[k.value for k in expected]))
+                                  expected=[k.value for k in expected],
+                                  outcomes=outcome_counts(case)))
 
     outside = [(f, n) for f, n in deduped if f.test is None]
     stray = []

@@ -56,3 +56,13 @@ def test_detector_suites_one_boot_per_file_fatal_last(tmp_path: Path) -> None:
     names = [s.name for s in detector_suites(Layout(repo=tmp_path, cache=tmp_path / "c"))]
     assert names == ["detectors-nonfatal", "detectors-lockdep", "detectors-stalls",
                      "detectors-fatal"]
+
+
+def test_junit_properties_are_kept(tmp_path: Path) -> None:
+    p = tmp_path / "j.xml"
+    p.write_text('<testsuites><testsuite><testcase classname="test_lock_ordering" '
+                 'name="test_self_read[buf]" time="1.0"><properties>'
+                 '<property name="outcomes" value="{&quot;ok&quot;: 3, &quot;edeadlk&quot;: 5}"/>'
+                 "</properties></testcase></testsuite></testsuites>")
+    (case,) = read_junit(p)
+    assert dict(case.properties)["outcomes"] == '{"ok": 3, "edeadlk": 5}'

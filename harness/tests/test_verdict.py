@@ -134,3 +134,10 @@ def test_collateral_reports_of_a_provoked_crash_are_expected() -> None:
         finding(Kind.BUG, "BUG: scheduling while atomic in g", "d.py::spin")]), vm())
     assert [r.status for r in res] == [Status.PASS]
     assert all(r.expected for r in rec)
+
+
+def test_scenario_outcome_counts_reach_the_result() -> None:
+    case = JUnitCase(nodeid="t.py::a", outcome="passed", message="", seconds=1.0,
+                     properties=(("outcomes", '{"ok": 40, "edeadlk": 12, "failed": 0}'),))
+    res, _ = judge_boot(MAIN, [case], scan([window("t.py::a")], []), vm())
+    assert res[0].outcomes == {"ok": 40, "edeadlk": 12, "failed": 0}
