@@ -7,6 +7,7 @@ results directory, printed at the end.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -107,7 +108,12 @@ class Pipeline:
             src = prepare_source(runner, layout, say, opts.kernel_src)
             st.detail = f"Linux {src.version} at {src.path}"
             self.run.info["kernel_version"] = src.version
-        build_dir = layout.build_dir(opts.flavour)
+        # one build directory per source tree: objects of two trees must never
+        # share an O= directory
+        flavour = opts.flavour
+        if src.user_tree:
+            flavour += "-" + hashlib.sha256(str(src.path).encode()).hexdigest()[:10]
+        build_dir = layout.build_dir(flavour)
         # the lock covers the tree too: another run (or series-check) must not
         # switch the patches under a build
         with cpu_lock(layout.cpu_lock, say):
@@ -133,7 +139,7 @@ class Pipeline:
                 st.data = {"steps": built.objects_built, "release": built.release}
                 self.run.info["kernel_release"] = built.release
             with self.stage("guest-build") as st:
-                guest_bin = layout.guest_build_dir(opts.flavour)
+                guest_bin = layout.guest_build_dir(flavour)
                 guest_bin.mkdir(parents=True, exist_ok=True)
                 runner.run(["make", "-C", str(layout.guest_tests), f"OUT={guest_bin}",
                             f"VMLINUX={built.vmlinux}", f"KERNEL_HEADERS={built.headers}/include",

@@ -100,3 +100,18 @@ def test_kernel_report_fails_the_run_even_when_pytest_passed(fakes, monkeypatch)
     run = make(layout, results).execute()
     assert not run.ok
     assert any(f.kind == "WARNING" and f.test == "test_kernel.py::test_a" for f in run.findings)
+
+
+def test_user_tree_gets_its_own_build_directory(fakes, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    layout, tmp = fakes
+    mine = SourceTree(path=tmp / "my-linux", version="6.12.117", baseline=None, user_tree=True)
+    monkeypatch.setattr(pl, "prepare_source", lambda *a, **k: mine)
+    seen: list[Path] = []
+
+    def configure(*a, build_dir, **k):  # type: ignore[no-untyped-def]
+        seen.append(build_dir)
+        raise RuntimeError("stop here")
+    monkeypatch.setattr(pl, "configure", configure)
+    make(layout, tmp / "r").execute()
+    assert seen and seen[0] != layout.build_dir("default")
+    assert seen[0].name.startswith("default-")
