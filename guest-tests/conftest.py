@@ -1,11 +1,14 @@
 """Root conftest of the guest tests: registers the runner plugin (guest_runner.py).
 
-Two directories are opt-in, collected only when a path inside them is named on the
-command line, so a plain `pytest guest-tests` runs neither:
+Three directories are opt-in, collected only when a path inside them is named on
+the command line, so a plain `pytest guest-tests` runs none of them:
 
 * detectors/ provokes kernel crashes on purpose; one file per boot (a run holding
   more than one is a usage error). HARNESS_DETECTORS=1 also opts in, which is only
   useful with --collect-only.
+* negative/ is the negative control: it deadlocks the negative-control kernel
+  (kernel-patches/negative/) on purpose, one lockdep report per file and boot,
+  like detectors/. HARNESS_NEGATIVE=1 opts in for --collect-only.
 * selftests/ checks the plugin itself against plain files; it runs on the host,
   where it takes a second (under TCG each child interpreter takes half a minute).
 """
@@ -21,14 +24,8 @@ from guest_runner import RunnerPlugin
 
 HERE = Path(__file__).parent
 DETECTORS_DIR = HERE / "detectors"
+NEGATIVE_DIR = HERE / "negative"
 SELFTESTS_DIR = HERE / "selftests"
-
-
-# Work in progress (issue 5): the lock-ordering suite is not part of the
-# default run until it has passed on a clean clone.
-# HARNESS_LOCK_ORDERING=1 (or naming the file) runs it.
-collect_ignore = [] if os.environ.get("HARNESS_LOCK_ORDERING") == "1" else [
-    "test_lock_ordering.py"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -56,16 +53,19 @@ def _named_on_command_line(config: pytest.Config, directory: Path) -> bool:
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     if collection_path == DETECTORS_DIR and os.environ.get("HARNESS_DETECTORS") == "1":
         return None
-    if collection_path in (DETECTORS_DIR, SELFTESTS_DIR):
+    if collection_path == NEGATIVE_DIR and os.environ.get("HARNESS_NEGATIVE") == "1":
+        return None
+    if collection_path in (DETECTORS_DIR, NEGATIVE_DIR, SELFTESTS_DIR):
         return not _named_on_command_line(config, collection_path)
     return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    files = {item.path for item in items if DETECTORS_DIR in item.path.parents}
-    if len(files) > 1 and not config.option.collectonly:
-        names = ", ".join(sorted(p.name for p in files))
-        raise pytest.UsageError(
-            f"detectors/ files need one boot each (an oops or a lockdep report switches "
-            f"detectors off for the rest of the boot); got {names}"
-        )
+    for directory in (DETECTORS_DIR, NEGATIVE_DIR):
+        files = {item.path for item in items if directory in item.path.parents}
+        if len(files) > 1 and not config.option.collectonly:
+            names = ", ".join(sorted(p.name for p in files))
+            raise pytest.UsageError(
+                f"{directory.name}/ files need one boot each (an oops or a lockdep report "
+                f"switches detectors off for the rest of the boot); got {names}"
+            )

@@ -8,6 +8,7 @@ clone of the repository reuses them and the repository stays small.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import time
 from contextlib import contextmanager
@@ -45,7 +46,10 @@ class Layout:
         return self.cache / "build" / flavour
 
     def guest_build_dir(self, flavour: str) -> Path:
-        return self.cache / "guest-build" / flavour
+        # per checkout too: make's dependency files name the sources by
+        # absolute path, so two clones must not share one output directory
+        checkout = hashlib.sha256(str(self.repo.resolve()).encode()).hexdigest()[:10]
+        return self.cache / "guest-build" / f"{flavour}-{checkout}"
 
     @property
     def ccache(self) -> Path:
