@@ -4,7 +4,12 @@
 #   make run      the main job: setup, build, boot, every guest scenario, report
 #   make test     the whole suite: host unit tests, guest tests, detector self-test
 #   make check    host unit tests only (seconds, no VM)
+#   make negative the negative control: the series with kernel-patches/negative/
+#                 (trylock -> mutex_lock) must make lockdep report, one boot each
 #   make shell    interactive shell in the guest on the built kernel
+#   make reproduce TEST=<guest test id> [COUNT=<rounds>] [VARIANT=negative]
+#                 boot once, run the test in rounds until the first kernel
+#                 finding (COUNT=0 or unset: until found, MINUTES=30 at most)
 #   make tree     the kernel tree with the series applied, for editing
 #   make export   write the tree's commits back into kernel-patches/
 #
@@ -20,7 +25,7 @@ HARNESS := $(VPY) -m harness
 RUN_ARGS := $(if $(ACCEL),--accel $(ACCEL)) $(if $(FORCE),--force) \
             $(if $(KERNEL_SRC),--kernel-src $(KERNEL_SRC)) $(if $(ONLY),--only $(ONLY))
 
-.PHONY: all setup run test check vm-test detectors build shell tree export clean-results series-check checkpatch
+.PHONY: all setup run test check vm-test detectors negative reproduce build shell tree export clean-results series-check checkpatch
 
 all: run
 
@@ -49,6 +54,15 @@ test: check vm-test
 
 detectors: setup
 	$(HARNESS) run --suites detectors $(RUN_ARGS)
+
+negative: setup
+	$(HARNESS) run --suites negative $(RUN_ARGS)
+
+reproduce: setup
+	@test -n "$(TEST)" || { echo "usage: make reproduce TEST='test_lock_ordering.py::test_abba_cross_ring_reads[plain]' [COUNT=n] [VARIANT=negative] [MINUTES=m]"; exit 2; }
+	$(HARNESS) reproduce $(foreach t,$(TEST),'$(t)') --count $(or $(COUNT),0) --max-minutes $(or $(MINUTES),30) \
+	    $(if $(VARIANT),--variant $(VARIANT)) $(if $(ACCEL),--accel $(ACCEL)) $(if $(FORCE),--force) \
+	    $(if $(KERNEL_SRC),--kernel-src $(KERNEL_SRC))
 
 build: setup
 	$(HARNESS) run --build-only $(RUN_ARGS)

@@ -33,8 +33,9 @@ SYSRQ_ON_TIMEOUT = ("w", "d")
 _WHITESPACE = re.compile(r"\s")
 
 MARKER_HELP = (
-    "expect_finding(*kinds): the test provokes a kernel report of these kinds "
-    f"({', '.join(sorted(FINDING_KINDS))}); written as EXPECT markers",
+    "expect_finding(*kinds, title=None): the test provokes a kernel report of these kinds "
+    f"({', '.join(sorted(FINDING_KINDS))}), whose title starts with `title` when given; "
+    "written as EXPECT markers",
     "timeout_s(seconds): per-test watchdog budget before HARNESS_TIMEOUT_SCALE "
     f"(default HARNESS_TEST_TIMEOUT or {DEFAULT_TEST_TIMEOUT_S:g})",
 )
@@ -79,16 +80,26 @@ class Settings:
     timeout_scale: float = 1.0
     guest_bin: Path | None = None
     kernel_release: str | None = None
+    # reproduce mode: run the selection this many rounds (0: until the first
+    # finding), stopping at the first kernel report or failed test
+    repeat: int | None = None
+    repeat_seconds: float | None = None   # and stop starting rounds after this long
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         guest_bin = env.get("HARNESS_GUEST_BIN", "").strip()
         release = env.get("HARNESS_KERNEL_RELEASE", "").strip()
+        repeat = env.get("HARNESS_REPEAT", "").strip()
+        if repeat and (not repeat.isdigit()):
+            raise pytest.UsageError(f"HARNESS_REPEAT={repeat!r}: a round count >= 0 (0: until a finding)")
         return cls(
             test_timeout_s=_positive_float(env, "HARNESS_TEST_TIMEOUT", DEFAULT_TEST_TIMEOUT_S),
             timeout_scale=_positive_float(env, "HARNESS_TIMEOUT_SCALE", 1.0),
             guest_bin=Path(guest_bin) if guest_bin else None,
             kernel_release=release or None,
+            repeat=int(repeat) if repeat else None,
+            repeat_seconds=(_positive_float(env, "HARNESS_REPEAT_SECONDS", 1.0)
+                            if env.get("HARNESS_REPEAT_SECONDS", "").strip() else None),
         )
 
 
@@ -168,11 +179,14 @@ class Watchdog:
 
 
 def _expected_kinds(item: pytest.Item) -> list[str]:
+    """EXPECT marker payloads: "KIND" or "KIND title words"."""
     kinds: list[str] = []
     for mark in item.iter_markers("expect_finding"):
+        title = mark.kwargs.get("title")
         for kind in mark.args:
-            if kind not in kinds:
-                kinds.append(kind)
+            entry = f"{kind} {_WHITESPACE.sub(' ', title).strip()}" if title else kind
+            if entry not in kinds:
+                kinds.append(entry)
     return kinds
 
 
@@ -190,6 +204,51 @@ def _outcome(reports: list[pytest.TestReport]) -> str:
         elif report.when == "teardown" and report.failed and outcome == "passed":
             outcome = "error"
     return outcome
+
+
+# The first line of every kernel report the host's log scan knows (harness/logscan.py
+# has the full rules); reproduce mode stops at the first one.
+KERNEL_REPORT = re.compile(
+    r"^(WARNING:|BUG:|INFO: task \S+ blocked for more than|rcu: INFO:|watchdog: BUG:"
+    r"|Kernel panic|Oops:|general protection fault|UBSAN:)")
+
+
+class KernelReportWatch:
+    """Kernel log lines that start a report, written after this was created.
+
+    Reads /dev/kmsg records ("prio,seq,usec,flags;text") or, in the
+    self-tests, a plain file of lines.
+    """
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            os.lseek(self._fd, 0, os.SEEK_END)
+        except OSError:
+            self._fd = -1
+        self._partial = b""
+
+    def reports(self) -> list[str]:
+        found: list[str] = []
+        while self._fd >= 0:
+            try:
+                chunk = os.read(self._fd, 8192)
+            except BlockingIOError:
+                break
+            except BrokenPipeError:
+                continue  # records overwritten before we read them
+            if not chunk:
+                break
+            lines = (self._partial + chunk).split(b"\n")
+            self._partial = lines.pop()
+            for raw in lines:
+                text = raw.decode(errors="replace")
+                head, sep, rest = text.partition(";")
+                if sep and head.count(",") >= 3:
+                    text = rest
+                if KERNEL_REPORT.match(text):
+                    found.append(text.strip())
+        return found
 
 
 @dataclass(kw_only=True)
@@ -227,13 +286,52 @@ class RunnerPlugin:
 
     # pytest hooks
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
+        """Reproduce mode (HARNESS_REPEAT): the selection in rounds, with a ROUND
+        marker before each, until the count is done, a test fails or the kernel
+        reports something; REPRO DONE says how it ended."""
+        rounds = self.settings.repeat
+        if rounds is None or session.config.option.collectonly:
+            return None
+        if session.testsfailed:
+            return None     # collection errors: let pytest report them
+        watch = KernelReportWatch(self.paths.kmsg)
+        done, reason = 0, f"all {rounds} rounds clean" if rounds else "stopped"
+        budget = self.settings.repeat_seconds
+        started = time.monotonic()
+        while rounds == 0 or done < rounds:
+            done += 1
+            self._kmsg.emit(f"ROUND {done}")
+            failed_before = session.testsfailed
+            for i, item in enumerate(session.items):
+                nextitem = session.items[i + 1] if i + 1 < len(session.items) else None
+                item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+                if session.shouldfail or session.shouldstop:
+                    break
+            reports = watch.reports()
+            if reports:
+                reason = f"kernel report: {reports[0]}"
+                break
+            if session.testsfailed > failed_before:
+                reason = "a test failed"
+                break
+            if session.shouldfail or session.shouldstop:
+                reason = "pytest stopped"
+                break
+            if budget is not None and time.monotonic() - started >= budget:
+                reason = f"time budget of {budget:g}s spent"
+                break
+        self._kmsg.emit(f"REPRO DONE rounds={done} {reason}")
+        return True
+
     def pytest_configure(self, config: pytest.Config) -> None:
         for line in MARKER_HELP:
             config.addinivalue_line("markers", line)
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         for item in items:
-            unknown = [k for k in _expected_kinds(item) if k not in FINDING_KINDS]
+            unknown = [k for k in _expected_kinds(item) if k.split()[0] not in FINDING_KINDS]
             if unknown:
                 raise pytest.UsageError(f"{item.nodeid}: unknown expect_finding kind {unknown}")
             mark = item.get_closest_marker("timeout_s")

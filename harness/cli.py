@@ -47,6 +47,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                    Options().fragments,
                    results_dir=Path(args.results_dir) if args.results_dir else None,
                    build_only=args.build_only)
+    if getattr(args, "count", None) is not None and (args.count < 0 or not args.max_minutes > 0):
+        say("reproduce: --count takes a number of rounds >= 0 (0: until the first finding) "
+            "and --max-minutes a positive number")
+        return 2
+    if getattr(args, "count", None) is not None:   # reproduce
+        opts.suites, opts.repeat = "reproduce", args.count
+        opts.repeat_minutes, opts.variant = args.max_minutes, args.variant
     run = Pipeline(opts, _runner(args), Layout.default(), say).execute()
     if run.ok:
         return 0
@@ -149,8 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_setup)
 
     r = sub.add_parser("run", help="source, patches, config, build, boot, tests, report")
-    r.add_argument("--suites", choices=["main", "detectors", "all"], default="main",
-                   help="main: guest tests; detectors: the detector self-test; all: both")
+    r.add_argument("--suites", choices=["main", "detectors", "negative", "all"], default="main",
+                   help="main: guest tests; detectors: the detector self-test; negative: the "
+                   "negative control (kernel-patches/negative/, one boot per expected "
+                   "lockdep report); all: every one")
     r.add_argument("--only", nargs="*", help="pytest selection for the main guest suite")
     r.add_argument("--kernel-src", help="use this kernel git tree as it is (also KERNEL_SRC)")
     r.add_argument("--force", action="store_true",
@@ -161,6 +170,29 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--results-dir")
     r.add_argument("--build-only", action="store_true")
     r.set_defaults(func=cmd_run)
+
+    rp = sub.add_parser(
+        "reproduce", help="boot once and run guest tests in rounds until the first finding",
+        description="Boots once and runs the given guest tests (pytest ids relative to "
+        "guest-tests/) in rounds, streaming one line per round, until COUNT rounds are done, "
+        "a test fails or the kernel reports something (lockdep, KASAN, hung task, WARN...). "
+        "Exit status 1 when something was found (the bug reproduced), 0 when every round "
+        "was clean.")
+    rp.add_argument("only", nargs="+", metavar="TEST", help="e.g. test_lock_ordering.py::"
+                    "test_abba_cross_ring_reads[plain]")
+    rp.add_argument("--count", type=int, default=0,
+                    help="rounds to run; 0 (default): until the first finding or --max-minutes")
+    rp.add_argument("--max-minutes", type=float, default=30.0,
+                    help="stop starting rounds after this long (default 30)")
+    rp.add_argument("--variant", choices=["negative"], default=None,
+                    help="boot the series plus kernel-patches/<variant>/ instead")
+    rp.add_argument("--kernel-src", help="use this kernel git tree as it is (also KERNEL_SRC)")
+    rp.add_argument("--force", action="store_true")
+    rp.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
+    rp.add_argument("--jobs", type=int, default=None)
+    rp.add_argument("--fragments", help="comma-separated configs/ fragment names")
+    rp.add_argument("--results-dir")
+    rp.set_defaults(func=cmd_run, suites="reproduce", build_only=False)
 
     t = sub.add_parser("tree", help="prepare the kernel tree with the series applied")
     t.add_argument("--force", action="store_true")

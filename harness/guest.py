@@ -24,6 +24,12 @@ class Suite:
     selection: tuple[str, ...]   # pytest arguments, relative to guest-tests/
     env: tuple[tuple[str, str], ...] = ()
     detector_selftest: bool = False  # expected findings decide the outcome
+    variant: str | None = None       # boots the kernel built with kernel-patches/<variant>/
+    # reproduce mode: rounds of the selection (0: until the first finding),
+    # within repeat_seconds; stop_round: the loop must stop in that round
+    repeat: int | None = None
+    repeat_seconds: float = 1800.0
+    stop_round: int | None = None
 
 
 MAIN_SUITE = Suite(name="guest", selection=(".",))
@@ -37,6 +43,17 @@ def detector_suites(layout: Layout) -> list[Suite]:
                    key=lambda p: (order.index(p.stem[5:]) if p.stem[5:] in order else 99, p.name))
     return [Suite(name=f"detectors-{p.stem[5:]}", selection=(f"detectors/{p.name}",),
                   env=(("HARNESS_DETECTORS", "1"),), detector_selftest=True) for p in files]
+
+
+def negative_suites(layout: Layout) -> list[Suite]:
+    """The negative control: one boot of the negative-control kernel per
+    negative/test_*.py, each expecting its lockdep report (once per boot)."""
+    return [Suite(name=f"negative-{p.stem[5:].replace('_', '-')}",
+                  selection=(f"negative/{p.name}",), env=(("HARNESS_NEGATIVE", "1"),),
+                  detector_selftest=True, variant="negative",
+                  # through reproduce mode, which must stop at the report in round 1
+                  repeat=3, repeat_seconds=600.0, stop_round=1)
+            for p in sorted(layout.guest_tests.glob("negative/test_*.py"))]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +76,9 @@ def guest_script(suite: Suite, env: GuestEnv, results: Path) -> str:
         "PYTHONDONTWRITEBYTECODE": "1",
         **dict(suite.env),
     }
+    if suite.repeat is not None:
+        variables["HARNESS_REPEAT"] = str(suite.repeat)
+        variables["HARNESS_REPEAT_SECONDS"] = f"{suite.repeat_seconds:g}"
     exports = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in variables.items())
     junit = results / f"{suite.name}.junit.xml"
     log = results / f"{suite.name}.pytest.log"

@@ -136,6 +136,8 @@ class TestWindow:
     outcome: str | None = None          # from END marker
     debug_locks: bool | None = None     # None: 'na' or no END marker
     expected: list[Kind] = field(default_factory=list)   # from EXPECT markers
+    # (kind, words its title must contain), from EXPECT markers that give a title
+    expected_titles: list[tuple[Kind, str]] = field(default_factory=list)
     timed_out: bool = False
 
 
@@ -693,8 +695,14 @@ class _Scanner:
             self.tests[nodeid] = TestWindow(nodeid=nodeid, begin_line=line.num)
             self.current = nodeid
         elif verb == "EXPECT":
-            kinds = [k for k in Kind if k.value == m["rest"].strip().upper()]
-            self.window(nodeid, line.num).expected.extend(kinds)
+            word, _, title = m["rest"].strip().partition(" ")
+            kinds = [k for k in Kind if k.value == word.upper()]
+            win = self.window(nodeid, line.num)
+            for kind in kinds:
+                if kind not in win.expected:
+                    win.expected.append(kind)
+                if title.strip():
+                    win.expected_titles.append((kind, title.strip()))
         elif verb == "END":
             win = self.window(nodeid, line.num)
             win.end_line = line.num

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from . import variant
 from .layout import SERIES_BRANCH
 from .procs import Runner
 from .source import GIT_IDENTITY, SourceTree
@@ -96,6 +97,8 @@ def apply_series(runner: Runner, source: SourceTree, patch_dir: Path,
     branch = _git(runner, tree, "rev-parse", "--abbrev-ref", "HEAD")
     recorded = state.read_text().split() if state.exists() else []
 
+    # our own excursion (a variant build) that a killed run did not undo
+    variant.recover(runner, tree, say)
     dirty = _dirty(runner, tree)
     if dirty and force:
         say(f"patches: FORCE: discarding uncommitted changes in {tree}: {len(dirty)} path(s)")

@@ -13,20 +13,23 @@ import os
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
 from . import build as build_mod
-from .guest import GuestEnv, MAIN_SUITE, Suite, detector_suites, guest_script, read_junit
+from . import variant as variant_mod
+from .guest import (GuestEnv, MAIN_SUITE, Suite, detector_suites, guest_script, negative_suites,
+                    read_junit)
 from .kconfig import configure, fragment_files
 from .layout import Layout, cpu_lock
-from .logscan import Kind, scan_file
+from .logscan import Kind, ScanResult, scan_file
 from .patches import apply_series
 from .procs import Runner
 from .report import plain_counts_line, terminal_summary, write_junit, write_summary_json
-from .results import RunResult, StageResult, Status
+from .reproduce import summarize
+from .results import RunResult, StageResult, Status, TestResult
 from .source import prepare_source
 from .verdict import judge_boot
 from .vm import (Accel, Deadlines, VmOutcome, VmSpec, VmStatus, probe_kvm, run_vm)
@@ -37,6 +40,9 @@ DEFAULT_FRAGMENTS = ["base", "debug", "lean"]
 KERNEL_ARGS = ("kasan_multi_shot", "log_buf_len=8M", "hung_task_panic=0", "softlockup_panic=0")
 
 
+STRESS_ENV = ("HARNESS_STRESS_SCALE", "HARNESS_STRESS_ROUNDS")
+
+
 class StageFailed(Exception):
     pass
 
@@ -45,7 +51,7 @@ class StageFailed(Exception):
 class Options:
     flavour: str = "default"
     fragments: list[str] = field(default_factory=lambda: list(DEFAULT_FRAGMENTS))
-    suites: str = "main"          # main, detectors, all
+    suites: str = "main"          # main, detectors, negative, all
     only: list[str] = field(default_factory=list)  # pytest selection for the main suite
     kernel_src: Path | None = None
     force: bool = False
@@ -56,6 +62,10 @@ class Options:
     base_test_timeout: float = 30.0   # seconds per guest test under KVM; scaled for TCG
     results_dir: Path | None = None
     build_only: bool = False
+    # reproduce mode: the `only` selection in rounds (0: until the first finding)
+    repeat: int | None = None
+    repeat_minutes: float = 30.0
+    variant: str | None = None    # boot kernel-patches/<variant>/ instead of the series
 
 
 class Pipeline:
@@ -146,6 +156,10 @@ class Pipeline:
                             f"KSRC={src.path}"],
                            log_path=self.results / "guest-build.log")
                 st.detail = str(guest_bin)
+            suites = self._suites()
+            kernels: dict[str | None, build_mod.BuildResult] = {None: built}
+            for name in sorted({s.variant for s in suites if s.variant}):
+                kernels[name] = self._build_variant(name, src.path, build_dir, flavour)
         if opts.build_only:
             return
         with self.stage("accel") as st:
@@ -161,23 +175,59 @@ class Pipeline:
                        kernel_release=built.release, timeout_scale=spec.scale,
                        test_timeout=opts.base_test_timeout)
         failed_boots = []
-        for suite in self._suites():
+        for suite in suites:
+            kernel = kernels[suite.variant]
             try:
-                self._boot_suite(suite, spec, env)
+                self._boot_suite(suite, replace(spec, kernel=kernel.bzimage),
+                                 replace(env, kernel_release=kernel.release))
             except StageFailed:
                 failed_boots.append(suite.name)
         if failed_boots:
             raise StageFailed(", ".join(failed_boots))
 
+    def _build_variant(self, name: str, tree: Path, series_build: Path,
+                       flavour: str) -> build_mod.BuildResult:
+        """kernel-patches/<name>/ on top of the series, built incrementally into
+        a directory of its own; the tree is back on the series afterwards."""
+        layout, say = self.layout, self.say
+        with self.stage(f"build:{name}") as st:
+            variant = variant_mod.Variant.load(layout.patches / name)
+            build_dir = layout.build_dir(f"{flavour}-{name}")
+            seeded = variant_mod.seed_build_dir(series_build, build_dir, say)
+            with variant_mod.applied(self.runner, tree, variant, build_dir, say) as paths:
+                cfg = configure(self.runner, source=tree, build_dir=build_dir,
+                                fragments=fragment_files(layout.configs, self.opts.fragments),
+                                configkernel=str(Path(self.vng).with_name("virtme-configkernel")),
+                                say=say)
+                shutil.copyfile(cfg.config_path, self.results / f"kernel-{name}.config")
+                built = build_mod.build_kernel(self.runner, source=tree, build_dir=build_dir,
+                                               ccache_dir=layout.ccache,
+                                               log_path=self.results / f"build-{name}.log",
+                                               say=say, jobs=self.opts.jobs)
+            st.detail = (f"{built.release}, {built.objects_built} steps, "
+                         f"{len(variant.patches)} patch(es) on the series changing "
+                         f"{', '.join(paths)}" + (", seeded from the series build" if seeded else ""))
+            st.data = {"steps": built.objects_built, "seeded": seeded, "changed": paths}
+        return built
+
     def _suites(self) -> list[Suite]:
-        main = MAIN_SUITE
+        # the lock-ordering scenarios' round counts, passed on from the host
+        stress = tuple((k, os.environ[k]) for k in STRESS_ENV if os.environ.get(k, "").strip())
+        if self.opts.repeat is not None:
+            return [Suite(name="reproduce", selection=tuple(self.opts.only),
+                          repeat=self.opts.repeat, repeat_seconds=60 * self.opts.repeat_minutes,
+                          variant=self.opts.variant,
+                          env=stress + ((("HARNESS_NEGATIVE", "1"),) if self.opts.variant else ()))]
+        main = replace(MAIN_SUITE, env=MAIN_SUITE.env + stress)
         if self.opts.only:
-            main = Suite(name="guest", selection=tuple(self.opts.only))
+            main = Suite(name="guest", selection=tuple(self.opts.only), env=stress)
         if self.opts.suites == "main":
             return [main]
         if self.opts.suites == "detectors":
             return detector_suites(self.layout)
-        return [main, *detector_suites(self.layout)]
+        if self.opts.suites == "negative":
+            return negative_suites(self.layout)
+        return [main, *detector_suites(self.layout), *negative_suites(self.layout)]
 
     def _choose_accel(self, bzimage: Path) -> tuple[Accel, str]:
         if self.opts.accel in ("kvm", "tcg"):
@@ -203,8 +253,11 @@ class Pipeline:
             script = self.results / f"{suite.name}.guest.sh"
             script.write_text(guest_script(suite, env, self.results))
             per_test = self.opts.base_test_timeout * spec.scale
+            total = 900 * spec.scale
+            if suite.repeat is not None:  # the guest keeps the loop within its budget
+                total = suite.repeat_seconds + 60 * spec.scale + per_test + 120
             deadlines = Deadlines(boot=60 * spec.scale, per_test=per_test + 60 * spec.scale,
-                                  total=900 * spec.scale)
+                                  total=total)
             outcome: VmOutcome | None = None
             for attempt in (1, 2):
                 console = self.results / f"{suite.name}.console.log"
@@ -225,6 +278,8 @@ class Pipeline:
             assert outcome is not None
             junit = read_junit(self.results / f"{suite.name}.junit.xml")
             tests, findings = judge_boot(suite, junit, scan, outcome)
+            if suite.repeat is not None:
+                tests += self._reproduce_summary(suite, console, scan, outcome, st.data)
             self.run.tests += tests
             self.run.findings += findings
             st.data.update({"vm": outcome.status.value, "vm_seconds": round(outcome.seconds, 1),
@@ -236,6 +291,37 @@ class Pipeline:
             if bad:
                 st.status = Status.FAIL
                 raise StageFailed(suite.name)
+
+    def _reproduce_summary(self, suite: Suite, console: Path, scan: ScanResult,
+                           outcome: VmOutcome, data: dict[str, object]) -> list[TestResult]:
+        """The reproduce line; for a suite with stop_round, whether the loop
+        really stopped at the first finding (it is the loop's own self-test)."""
+        assert suite.repeat is not None
+        # bytes, not read_text(): universal newlines would renumber the lines
+        summary = summarize(console.read_bytes().decode(errors="replace"), scan,
+                            tests=suite.selection,
+                            requested=suite.repeat,
+                            seconds=outcome.seconds - (outcome.boot_seconds or 0),
+                            vm_detail=f"{outcome.status.value}: {outcome.detail}",
+                            vm_problem=(None if outcome.status is VmStatus.COMPLETED
+                                        else f"{outcome.status.value}: {outcome.detail}"))
+        (self.results / f"{suite.name}.reproduce.txt").write_text(summary.line() + "\n")
+        self.run.info[f"reproduce:{suite.name}"] = summary.as_dict()
+        data["reproduce"] = summary.as_dict()
+        self.say(summary.line())
+        if suite.stop_round is None:
+            return []
+        stopped_there = (summary.finding_round == suite.stop_round
+                         and summary.rounds == suite.stop_round
+                         and summary.stopped.startswith("kernel report"))
+        return [TestResult(
+            suite=suite.name, name="<reproduce loop>",
+            status=Status.PASS if stopped_there else Status.FAIL,
+            message=(f"stopped in round {summary.rounds} at the first finding ({summary.finding})"
+                     if stopped_there else
+                     f"the loop had to stop in round {suite.stop_round} at the first finding; "
+                     f"it ran {summary.rounds} round(s), first finding in round "
+                     f"{summary.finding_round}, stopped: {summary.stopped}"))]
 
     @staticmethod
     def _boot_broke_before_tests(outcome: VmOutcome, scan: object) -> bool:

@@ -65,9 +65,18 @@ def terminal_summary(run: RunResult) -> str:
         if t.outcomes:
             tally = " ".join(f"{k}={v}" for k, v in t.outcomes.items())
             lines.append(f"  scenario      {t.name}: {tally} -> {t.status.value}")
+    for key, value in run.info.items():
+        if key.startswith("reproduce:") and isinstance(value, dict):
+            lines.append(f"  {value.get('line', '')}")
     for t in run.tests:
         if t.expected and t.status is Status.PASS:
             lines.append(f"  detector ok   {t.full_name}: {t.message[:100]}")
+    # the splat itself for expected lockdep reports (the negative control): the
+    # two locks and where, so a CI log shows what lockdep saw
+    for f in run.findings:
+        if f.expected and f.kind == "LOCKDEP" and f.test is not None:
+            lines.append(f"  splat         {f.suite}: {f.title}")
+            lines += [f"                | {line}" for line in splat_lines(f.excerpt)]
     for t in bad:
         lines.append(f"  {t.status.value.upper():<12}  {t.full_name}: {t.message.splitlines()[0][:150] if t.message else ''}")
     unexpected = [f for f in run.findings if not f.expected]
@@ -82,6 +91,19 @@ def terminal_summary(run: RunResult) -> str:
         for t in bad:
             lines.append(f"::error title={t.full_name}::{t.message.splitlines()[0] if t.message else t.status.value}")
     return "\n".join(lines)
+
+
+def splat_lines(excerpt: str, limit: int = 8) -> list[str]:
+    """The lines of a lockdep report that name the problem and the locks."""
+    keep = ("WARNING:", "is trying to acquire", "already holding", "(&", "at: ")
+    picked = []
+    for line in excerpt.splitlines():
+        text = line.strip()
+        if text and not set(text) <= set("=-") and any(k in text for k in keep):
+            picked.append(text[:110])
+        if len(picked) == limit:
+            break
+    return picked
 
 
 def plain_counts_line(run: RunResult) -> str:

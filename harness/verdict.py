@@ -82,6 +82,11 @@ def judge_boot(suite: Suite, junit: list[JUnitCase], scan: ScanResult, vm: VmOut
         status: Status
         if expected:
             missing = [k.value for k in expected if k not in kinds_found]
+            missing += [f"{k.value} titled '{words}...'" for k, words in
+                        (window.expected_titles if window else [])
+                        if k in kinds_found and not any(
+                            f.kind is k and f.title.lower().startswith(words.lower())
+                            for f, _ in mine)]
             if missing:
                 status = Status.FAIL
                 message = (f"expected {', '.join(missing)} to be reported, the log scan saw "

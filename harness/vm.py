@@ -25,6 +25,9 @@ _BEGIN = re.compile(r"harness: BEGIN (\S+)[^\n]*\n")
 _END = re.compile(r"harness: END (\S+) outcome=(\S+)[^\n]*\n")
 _TIMEOUT = re.compile(r"harness: TIMEOUT (\S+)[^\n]*\n")
 _PANIC = re.compile(r"Kernel panic - not syncing")
+# reproduce mode: one marker per round, one when the loop ends
+_ROUND = re.compile(r"harness: ROUND (\d+)[^\n]*\n")
+_REPRO_DONE = re.compile(r"harness: REPRO DONE ([^\n]*?)\r*\n")
 # A kernel report before the guest started its command: the boot is broken
 # (under TCG a rare early-boot crash can loop for minutes).  Only consulted
 # until the guest starts.
@@ -160,11 +163,12 @@ def run_vm(spec: VmSpec, command: str, *, console_log: Path, deadlines: Deadline
     start = time.monotonic()
     child = spawn(argv, console_log)
     patterns: list[object] = [GUEST_START, _BEGIN, _END, _TIMEOUT, _PANIC,
-                              pexpect.EOF, pexpect.TIMEOUT, _BOOT_CRASH]
+                              pexpect.EOF, pexpect.TIMEOUT, _BOOT_CRASH, _ROUND, _REPRO_DONE]
     started_at: float | None = None
     panic_at: float | None = None
     boot_crash_at: float | None = None
     current: str | None = None
+    rounds = 0
     tests: list[str] = []
     status: VmStatus | None = None
     detail = ""
@@ -195,7 +199,8 @@ def run_vm(spec: VmSpec, command: str, *, console_log: Path, deadlines: Deadline
             current = m.group(1).decode(errors="replace")  # type: ignore[attr-defined]
             tests.append(current)
             last_progress = now
-            say(f"vm: [{now - start:5.0f}s] {current}")
+            if rounds <= 1:    # later rounds repeat the same tests: one line per round
+                say(f"vm: [{now - start:5.0f}s] {current}")
         elif idx == 2:
             m = child.match
             name = m.group(1).decode(errors="replace")  # type: ignore[attr-defined]
@@ -213,6 +218,14 @@ def run_vm(spec: VmSpec, command: str, *, console_log: Path, deadlines: Deadline
                 say("vm: kernel panic; waiting for the VM to end")
         elif idx == 5:
             break
+        elif idx == 8:
+            rounds = int(child.match.group(1))  # type: ignore[attr-defined]
+            last_progress = now
+            say(f"vm: [{now - start:5.0f}s] round {rounds}")
+        elif idx == 9:
+            last_progress = now
+            say("vm: reproduce loop done: "
+                + child.match.group(1).decode(errors="replace"))  # type: ignore[attr-defined]
         elif idx == 7:
             if started_at is None and boot_crash_at is None:
                 boot_crash_at = now

@@ -14,6 +14,8 @@
  *   uring_lockorder busy [rounds=N]     read(2) while the ring is busy
  *   uring_lockorder lifetime [rounds=N] ring closed, tables changed,
  *                                       while iterators exist
+ *   uring_lockorder unsafe self|invert  one read in each deadlocking order,
+ *                                       for the negative control
  *   every mode also takes tscale=F (multiplies the waits on the kernel)
  *
  * A read is "ok" when it returned the data it must (for a static table the
@@ -1995,6 +1997,75 @@ static enum t_exit mode_lifetime(long rounds)
 }
 
 /* ------------------------------------------------------------------ */
+/* unsafe: the two orders for the negative control                     */
+
+/*
+ * Only meaningful on the negative-control kernel (kernel-patches/negative/,
+ * ->start() sleeping on ->uring_lock): each order makes lockdep report,
+ * once per boot, so the harness runs each in a boot of its own.
+ *
+ *   order=self    the ring reads its own iterator inline: ->uring_lock,
+ *                 seq_file->lock, ->uring_lock again. Lockdep: "possible
+ *                 recursive locking"; then the task deadlocks for real and
+ *                 this never returns.
+ *   order=invert  read(2) of ring A's iterator (seq_file->lock, then A's
+ *                 ->uring_lock), then ring B reads A's iterator inline (B's
+ *                 ->uring_lock, then seq_file->lock): the AB-BA of the cover
+ *                 letter's drawing. Lockdep: "possible circular locking
+ *                 dependency"; nothing holds A's lock, so the read completes.
+ *
+ * Nothing here may read an iterator before the order under test: a read(2)
+ * records seq_file->lock -> ->uring_lock, which would turn the self-read's
+ * recursive report into a circular one. On the series' kernel both orders
+ * end in -EDEADLK or success, as the other modes check.
+ */
+static int unsafe_ring(struct io_uring *ring, char *page, struct bpf_link **link)
+{
+	struct iovec iov = { page, PAGE_SZ };
+	int ret;
+
+	if (ring_setup(ring, 8, false))
+		return -1;
+	ret = io_uring_register_buffers(ring, &iov, 1);
+	if (ret) {
+		t_diag("register buffers: %s", strerror(-ret));
+		return -1;
+	}
+	*link = attach_iter(IT_BUF, ring->ring_fd);
+	return *link ? 0 : -1;
+}
+
+static enum t_exit mode_unsafe(const char *order)
+{
+	static char page[2][PAGE_SZ] __attribute__((aligned(PAGE_SZ)));
+	static char buf[TEXT_MAX];
+	struct io_uring ring[2];
+	struct bpf_link *link[2];
+	long len;
+	int fd, res;
+
+	if (unsafe_ring(&ring[0], page[0], &link[0]) ||
+	    unsafe_ring(&ring[1], page[1], &link[1]))
+		return fail("ring setup");
+	fd = iter_open(link[0], true);
+	if (fd < 0)
+		return fail("iterator fd");
+	if (!strcmp(order, "self")) {
+		t_diag("ring a reads its own iterator inline");
+		res = ring_read(&ring[0], fd, buf, sizeof(buf), 0);
+	} else if (!strcmp(order, "invert")) {
+		len = read_walk(fd, buf, sizeof(buf), 0, NULL);
+		t_diag("read(2) of ring a's iterator: %ld", len);
+		t_diag("ring b reads ring a's iterator inline");
+		res = ring_read(&ring[1], fd, buf, sizeof(buf), 0);
+	} else {
+		return fail("order must be self or invert");
+	}
+	printf("unsafe order=%s res=%d\n", order, res);
+	return t_result(1, mode, T_EXIT_PASS, NULL);
+}
+
+/* ------------------------------------------------------------------ */
 
 static long arg_long(int argc, char *argv[], const char *key, long def)
 {
@@ -2014,7 +2085,7 @@ int main(int argc, char *argv[])
 	int i;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: %s self|iowq|fixed|abba|held|busy|lifetime [rounds=N] [batch=N] [sqpoll=0|1] [tscale=F]\n",
+		fprintf(stderr, "usage: %s self|iowq|fixed|abba|held|busy|lifetime|unsafe [self|invert] [rounds=N] [batch=N] [sqpoll=0|1] [tscale=F]\n",
 			argv[0]);
 		return T_EXIT_FAIL;
 	}
@@ -2047,6 +2118,8 @@ int main(int argc, char *argv[])
 		res = mode_busy(rounds);
 	else if (!strcmp(mode, "lifetime"))
 		res = mode_lifetime(rounds);
+	else if (!strcmp(mode, "unsafe"))
+		res = mode_unsafe(argc > 2 ? argv[2] : "");
 	else
 		res = fail("unknown mode");
 	uring_iter__destroy(skel);

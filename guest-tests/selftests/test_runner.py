@@ -33,7 +33,8 @@ def pytest_configure(config):
         sysrq_trigger=Path({sysrq!r}),
         lockdep_stats=Path({lockdep!r}),
     )
-    settings = Settings(timeout_scale={scale!r})
+    settings = Settings(timeout_scale={scale!r}, repeat={repeat!r},
+                        repeat_seconds={repeat_seconds!r})
     config.pluginmanager.register(RunnerPlugin(settings=settings, paths=paths))
 """
 
@@ -105,7 +106,8 @@ class Inner:
         return self.kmsg.read_text().splitlines()
 
 
-def make_inner(tmp_path: Path, tests: str, *, lockdep: str | None, scale: float = 1.0) -> Inner:
+def make_inner(tmp_path: Path, tests: str, *, lockdep: str | None, scale: float = 1.0,
+               repeat: int | None = None, repeat_seconds: float | None = None) -> Inner:
     root = tmp_path / "inner"
     root.mkdir()
     inner = Inner(
@@ -126,6 +128,8 @@ def make_inner(tmp_path: Path, tests: str, *, lockdep: str | None, scale: float 
             sysrq=str(inner.sysrq),
             lockdep=str(inner.lockdep),
             scale=scale,
+            repeat=repeat,
+            repeat_seconds=repeat_seconds,
         )
     )
     (root / "test_inner.py").write_text(textwrap.dedent(tests))
@@ -197,3 +201,60 @@ def test_read_debug_locks(tmp_path: Path, content: str | None, expected: str) ->
     if content is not None:
         stats.write_text(content)
     assert read_debug_locks(stats) == expected
+
+
+# Reproduce mode: the kernel log is a plain file the inner tests append to
+INNER_ROUNDS = """
+import time
+from pathlib import Path
+
+ROUND = [0]
+KMSG = Path({kmsg!r})
+
+def test_a():
+    ROUND[0] += 1
+    n = ROUND[0]
+    if n == {report_in!r}:
+        with KMSG.open("a") as f:
+            f.write("4,900,123456,-;WARNING: possible circular locking dependency detected\\n")
+    assert n != {fail_in!r}, "scenario failed"
+
+def test_b():
+    time.sleep(0.02)   # a round takes longer than the budget test's budget
+"""
+
+
+def rounds_of(inner: Inner, *, report_in: int | None = None, fail_in: int | None = None,
+              ) -> list[str]:
+    (inner.root / "test_inner.py").write_text(INNER_ROUNDS.format(
+        kmsg=str(inner.kmsg), report_in=report_in, fail_in=fail_in))
+    inner.run()
+    return [m for m in inner.markers() if "ROUND" in m or "REPRO" in m]
+
+
+def test_repeat_runs_every_round_when_clean(tmp_path: Path) -> None:
+    inner = make_inner(tmp_path, "", lockdep=None, repeat=3)
+    assert rounds_of(inner) == ["<5>harness: ROUND 1", "<5>harness: ROUND 2",
+                                "<5>harness: ROUND 3",
+                                "<5>harness: REPRO DONE rounds=3 all 3 rounds clean"]
+    begins = [m for m in inner.markers() if "BEGIN" in m]
+    assert len(begins) == 6 and begins[:2] == ["<5>harness: BEGIN test_inner.py::test_a",
+                                               "<5>harness: BEGIN test_inner.py::test_b"]
+
+
+def test_repeat_stops_at_the_first_kernel_report(tmp_path: Path) -> None:
+    inner = make_inner(tmp_path, "", lockdep=None, repeat=0)
+    assert rounds_of(inner, report_in=2) == [
+        "<5>harness: ROUND 1", "<5>harness: ROUND 2",
+        "<5>harness: REPRO DONE rounds=2 kernel report: "
+        "WARNING: possible circular locking dependency detected"]
+
+
+def test_repeat_stops_at_the_first_failed_test(tmp_path: Path) -> None:
+    inner = make_inner(tmp_path, "", lockdep=None, repeat=5)
+    assert rounds_of(inner, fail_in=3)[-1] == "<5>harness: REPRO DONE rounds=3 a test failed"
+
+
+def test_repeat_keeps_within_its_time_budget(tmp_path: Path) -> None:
+    inner = make_inner(tmp_path, "", lockdep=None, repeat=0, repeat_seconds=0.01)
+    assert rounds_of(inner)[-1] == "<5>harness: REPRO DONE rounds=1 time budget of 0.01s spent"

@@ -214,3 +214,12 @@ if __name__ == "__main__":
     for fixture in FIXTURES:
         update_golden(fixture)
         print(f"updated {fixture.relative_to(Path.cwd()) if fixture.is_relative_to(Path.cwd()) else fixture}")
+
+
+def test_expect_marker_with_a_title() -> None:
+    text = ("[    1.000001] harness: BEGIN n/test_n.py::test_self\n"
+            "[    1.000002] harness: EXPECT n/test_n.py::test_self LOCKDEP possible recursive locking\n"
+            "[    1.000003] harness: EXPECT n/test_n.py::test_self LOCKDEP\n")
+    window = scan_console(text).tests["n/test_n.py::test_self"]
+    assert window.expected == [Kind.LOCKDEP]
+    assert window.expected_titles == [(Kind.LOCKDEP, "possible recursive locking")]

@@ -115,3 +115,61 @@ def test_user_tree_gets_its_own_build_directory(fakes, monkeypatch) -> None:  # 
     make(layout, tmp / "r").execute()
     assert seen and seen[0] != layout.build_dir("default")
     assert seen[0].name.startswith("default-")
+
+
+def repro_console(rounds: int, report_in: int | None) -> str:
+    lines = ["harness: GUEST START"]
+    for n in range(1, rounds + 1):
+        lines += [f"[  {10 * n}.000000] harness: ROUND {n}",
+                  "harness: BEGIN test_kernel.py::test_a"]
+        if n == report_in:
+            lines += [f"[  {10 * n}.500000] " + text for text in (
+                "------------[ cut here ]------------",
+                "WARNING: CPU: 0 PID: 1 at io_uring/bpf_iter.c:95 io_buf_iter_seq_start+0x1/0x2",
+                "Call Trace:", " <TASK>", " io_buf_iter_seq_start+0x1/0x2", " </TASK>",
+                "---[ end trace 0000000000000000 ]---")]
+        lines.append("harness: END test_kernel.py::test_a outcome=passed debug_locks=1")
+    why = "kernel report: WARNING: CPU: 0 PID: 1" if report_in else f"all {rounds} rounds clean"
+    lines.append(f"[  {10 * rounds + 5}.000000] harness: REPRO DONE rounds={rounds} {why}")
+    return "\r\r\n".join(lines) + "\r\r\n"   # as the console's pty writes it
+
+
+def test_reproduce_names_the_round_of_the_first_finding(fakes, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    layout, tmp = fakes
+    results = tmp / "results"
+    monkeypatch.setattr(pl, "run_vm", console_run(results, repro_console(3, report_in=3)))
+    run = make(layout, results, only=["test_kernel.py::test_a"], repeat=10).execute()
+    assert not run.ok          # the bug reproduced
+    info = run.info["reproduce:reproduce"]
+    assert (info["rounds"], info["finding_round"]) == (3, 3)
+    line = (results / "reproduce.reproduce.txt").read_text()
+    assert line.startswith("reproduce: test_kernel.py::test_a: first finding in round 3 of 10 "
+                           "after 25s")
+    assert "WARNING: WARNING in io_buf_iter_seq_start" in line
+    assert "export HARNESS_REPEAT=10" in (results / "reproduce.guest.sh").read_text()
+    assert line.strip() in capsys.readouterr().out
+
+
+def test_reproduce_clean_rounds_pass(fakes, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    layout, tmp = fakes
+    results = tmp / "results"
+    monkeypatch.setattr(pl, "run_vm", console_run(results, repro_console(4, report_in=None)))
+    run = make(layout, results, only=["test_kernel.py::test_a"], repeat=4).execute()
+    assert run.ok, run.to_json()
+    assert run.info["reproduce:reproduce"]["line"] == (
+        "reproduce: test_kernel.py::test_a: no finding in 4 round(s) of 4 "
+        "(35s; all 4 rounds clean)")
+
+
+def test_negative_suite_fails_when_the_loop_runs_past_its_report(fakes, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    layout, tmp = fakes
+    results = tmp / "results"
+    monkeypatch.setattr(pl, "run_vm", console_run(results, repro_console(2, report_in=2)))
+    suite = pl.Suite(name="negative-x", selection=("test_kernel.py::test_a",), repeat=3,
+                     stop_round=1)
+    p = make(layout, results)
+    monkeypatch.setattr(p, "_suites", lambda: [suite])
+    run = p.execute()
+    loop = [t for t in run.tests if t.name == "<reproduce loop>"]
+    assert len(loop) == 1 and not loop[0].status.ok
+    assert "it ran 2 round(s), first finding in round 2" in loop[0].message

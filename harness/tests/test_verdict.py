@@ -141,3 +141,21 @@ def test_scenario_outcome_counts_reach_the_result() -> None:
                      properties=(("outcomes", '{"ok": 40, "edeadlk": 12, "failed": 0}'),))
     res, _ = judge_boot(MAIN, [case], scan([window("t.py::a")], []), vm())
     assert res[0].outcomes == {"ok": 40, "edeadlk": 12, "failed": 0}
+
+
+def test_expected_title_must_match_not_just_the_kind() -> None:
+    # the negative control: a circular report where recursive locking was due
+    w = window("n.py::self", expected=[Kind.LOCKDEP])
+    w.expected_titles.append((Kind.LOCKDEP, "possible recursive locking"))
+    neg = Suite(name="negative-self-read", selection=("negative/n.py",),
+                detector_selftest=True, variant="negative")
+    wrong, _ = judge_boot(neg, [passed("n.py::self")],
+                          scan([w], [finding(Kind.LOCKDEP, "possible deadlock in f", "n.py::self")]),
+                          vm())
+    r = by_name(wrong)["n.py::self"]
+    assert r.status is Status.FAIL and "titled 'possible recursive locking" in r.message
+    right, rec = judge_boot(
+        neg, [passed("n.py::self")],
+        scan([w], [finding(Kind.LOCKDEP, "possible recursive locking in io_buf_iter_seq_start",
+                           "n.py::self")]), vm())
+    assert by_name(right)["n.py::self"].status is Status.PASS and rec[0].expected
