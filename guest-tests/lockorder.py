@@ -25,9 +25,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from iter_records import KTAP_RESULT, Rec, record_parser
+
 EDEADLK = errno.EDEADLK
 PAGE = 4096
-KTAP_RESULT = re.compile(r"^(?P<ok>ok|not ok) 1 (?P<name>\S+)(?: # (?P<directive>.*))?$")
 # io_fixed_file.file_ptr carries FFS_NOWAIT and FFS_ISREG in its low bits
 FFS_FLAGS = 0x3
 
@@ -35,43 +36,8 @@ FFS_FLAGS = 0x3
 # ----------------------------------------------------------------------------
 # records
 
-
-@dataclass(kw_only=True)
-class Rec:
-    """'<kind> [word ...] key=value ... [name=rest of line]'."""
-
-    kind: str
-    words: list[str]
-    kv: dict[str, str]
-    raw: str
-
-    def dec(self, key: str) -> int:
-        return int(self.kv[key])
-
-    def hexv(self, key: str) -> int:
-        return int(self.kv[key], 16)
-
-    def get(self, key: str, default: str = "") -> str:
-        return self.kv.get(key, default)
-
-
-def parse_rec(line: str) -> Rec:
-    body, name = line, None
-    # a file's name (last on the line) may contain anything, spaces included
-    if line.startswith(("file ", "genfile ")) and " name=" in line:
-        body, _, name = line.partition(" name=")
-    tokens = body.split()
-    kv: dict[str, str] = {}
-    words: list[str] = []
-    for token in tokens[1:]:
-        key, eq, value = token.partition("=")
-        if eq:
-            kv[key] = value
-        else:
-            words.append(token)
-    if name is not None:
-        kv["name"] = name
-    return Rec(kind=tokens[0] if tokens else "", words=words, kv=kv, raw=line)
+# "file" lines are the file iterator's, "genfile" the file sets busy switches between.
+parse_rec = record_parser("file", "genfile")
 
 
 @dataclass(kw_only=True)

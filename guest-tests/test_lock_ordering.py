@@ -130,8 +130,11 @@ def run(guest_bin: Path, timeout_scale: float, *args: str) -> tuple[Finished, lo
         try:
             keep = Path(results) / HELPER
             keep.mkdir(exist_ok=True)
-            (keep / f"{args[0]}{'-sqpoll' if 'sqpoll=1' in args else ''}.txt").write_text(
-                finished.output)
+            # appended: in reproduce mode every round's output is kept
+            name = f"{args[0]}{'-sqpoll' if 'sqpoll=1' in args else ''}.txt"
+            with (keep / name).open("a") as f:
+                f.write(f"# {HELPER} {' '.join(args)} (exit {finished.returncode})\n")
+                f.write(finished.output)
         except OSError:
             pass
     out = lo.parse_output(finished.output)

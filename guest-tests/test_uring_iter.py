@@ -42,6 +42,7 @@ import pytest
 
 from bounded import Finished, run_bounded
 from hugepages import reserved_hugetlb, thp_unavailable
+from iter_records import KTAP_RESULT, Rec, record_parser
 
 HELPER = "uring_iter"
 HELPER_TIMEOUT_S = 90.0
@@ -52,56 +53,14 @@ KPF_COMPOUND_HEAD = 15
 KPF_COMPOUND_TAIL = 16
 # Empty buffer slots point at io_uring's dummy_ubuf (fdinfo prints it).
 DUMMY_UBUF = (0xFFFFFFFFFFFFFFFF, 0xFFFFFFFF)
-KTAP_RESULT = re.compile(r"^(?P<ok>ok|not ok) 1 (?P<name>\S+)(?: # (?P<directive>.*))?$")
 
 
 # ----------------------------------------------------------------------------
 # the helper's output
 
 
-@dataclass(kw_only=True)
-class Rec:
-    """One "<kind> [word] key=value ... [name=rest of line]" line."""
-
-    kind: str
-    words: list[str]
-    kv: dict[str, str]
-    raw: str
-
-    def dec(self, key: str) -> int:
-        return int(self.kv[key])
-
-    def hexv(self, key: str) -> int:
-        return int(self.kv[key], 16)
-
-    def octv(self, key: str) -> int:
-        return int(self.kv[key], 8)
-
-    def __getitem__(self, key: str) -> str:
-        return self.kv[key]
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.kv
-
-
-def parse_rec(line: str) -> Rec:
-    name: str | None = None
-    body = line
-    # in file lines name= (a dentry name) is last and may be empty or contain anything
-    if line.startswith(("file ", "regfile ")) and " name=" in line:
-        body, _, name = line.partition(" name=")
-    tokens = body.split()
-    kv: dict[str, str] = {}
-    words: list[str] = []
-    for token in tokens[1:]:
-        key, eq, value = token.partition("=")
-        if eq:
-            kv[key] = value
-        else:
-            words.append(token)
-    if name is not None:
-        kv["name"] = name
-    return Rec(kind=tokens[0] if tokens else "", words=words, kv=kv, raw=line)
+# "file" lines are the file iterator's, "regfile" what the helper registered.
+parse_rec = record_parser("file", "regfile")
 
 
 @dataclass(kw_only=True)

@@ -44,7 +44,7 @@
 #include <bpf/libbpf.h>
 #include <liburing.h>
 
-#include "t_helpers.h"
+#include "iter_helpers.h"
 #include "uring_iter.skel.h"
 
 #define PAGE_SZ		4096UL
@@ -54,74 +54,19 @@
 #define KPF_HUGE	17
 #define KPF_THP		22
 
-static const char *mode;
-
-static enum t_exit skip(const char *why)
-{
-	t_result(1, mode, T_EXIT_SKIP, why);
-	return T_EXIT_SKIP;
-}
-
 #ifndef HAVE_IO_URING_ITER_UAPI
 
 int main(int argc, char *argv[])
 {
-	mode = argc > 1 ? argv[1] : "uring_iter";
-	t_plan(1);
-	return skip("built without the io_uring iterator UAPI (KERNEL_HEADERS of a kernel without the series)");
+	return t_skip_no_uapi(argc, argv, "uring_iter");
 }
 
 #else
 
 static char out[OUT_MAX];
 
-static enum t_exit fail(const char *why)
-{
-	return t_result(1, mode, T_EXIT_FAIL, why);
-}
-
-static void step(const char *what)
-{
-	printf("step %s\n", what);
-	fflush(stdout);
-}
-
-
 /* ------------------------------------------------------------------ */
 /* iterators                                                           */
-
-static struct bpf_link *attach_ring(struct bpf_program *prog, int ring_fd)
-{
-	LIBBPF_OPTS(bpf_iter_attach_opts, opts);
-	union bpf_iter_link_info linfo;
-
-	memset(&linfo, 0, sizeof(linfo));
-	linfo.io_uring.ring_fd = ring_fd;
-	opts.link_info = &linfo;
-	opts.link_info_len = sizeof(linfo);
-	return bpf_program__attach_iter(prog, &opts);
-}
-
-/* read(2) @fd to EOF in @chunk byte calls; returns the length or -errno */
-static long read_all(int fd, char *buf, size_t size, size_t chunk)
-{
-	size_t len = 0;
-
-	for (;;) {
-		ssize_t n;
-
-		if (len + chunk >= size)
-			return -E2BIG;
-		n = read(fd, buf + len, chunk);
-		if (n < 0)
-			return -errno;
-		if (!n)
-			break;
-		len += n;
-	}
-	buf[len] = '\0';
-	return len;
-}
 
 /* One walk of a link's iterator, printed as "iter <walk> <line>". */
 static int walk(struct bpf_link *link, const char *name, size_t chunk)
@@ -130,12 +75,12 @@ static int walk(struct bpf_link *link, const char *name, size_t chunk)
 	long len;
 	int fd;
 
-	fd = bpf_iter_create(bpf_link__fd(link));
+	fd = iter_open(link, false);
 	if (fd < 0) {
 		t_diag("bpf_iter_create: %s", strerror(errno));
 		return -1;
 	}
-	len = read_all(fd, out, sizeof(out), chunk);
+	len = read_walk(fd, out, sizeof(out), chunk, 0, NULL);
 	close(fd);
 	if (len < 0) {
 		printf("walk %s error=%ld\n", name, -len);
@@ -263,24 +208,6 @@ static void print_ring(const char *name, struct io_uring *ring,
 	       p->cq_entries, p->flags);
 }
 
-static int ring_init(struct io_uring *ring, struct io_uring_params *p,
-		     unsigned int entries, unsigned int cq_entries,
-		     unsigned int flags)
-{
-	int ret;
-
-	memset(p, 0, sizeof(*p));
-	p->flags = flags;
-	if (cq_entries) {
-		p->flags |= IORING_SETUP_CQSIZE;
-		p->cq_entries = cq_entries;
-	}
-	ret = io_uring_queue_init_params(entries, ring, p);
-	if (ret)
-		t_diag("io_uring_queue_init_params: %s", strerror(-ret));
-	return ret;
-}
-
 /* A second ring with other things registered: the iterators must not show them. */
 static int decoy_ring(struct io_uring *ring, void *mem)
 {
@@ -288,7 +215,7 @@ static int decoy_ring(struct io_uring *ring, void *mem)
 	struct iovec iov = { .iov_base = mem, .iov_len = 3 * PAGE_SZ };
 	int fd, ret;
 
-	if (ring_init(ring, &p, 4, 0, 0))
+	if (ring_init(ring, &p, 4, 0, 0, 0))
 		return -1;
 	print_ring("decoy", ring, &p);
 	ret = io_uring_register_buffers(ring, &iov, 1);
@@ -327,7 +254,7 @@ static enum t_exit mode_bufs(struct uring_iter *skel)
 	decoy_mem = mmap(NULL, 4 * PAGE_SZ, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (mem == MAP_FAILED || decoy_mem == MAP_FAILED)
-		return fail("mmap");
+		return t_fail("mmap");
 	/* small pages only: the expected bvec layout is one per page */
 	madvise(mem, map_len, MADV_NOHUGEPAGE);
 	memset(mem, 0x5a, map_len);
@@ -343,8 +270,8 @@ static enum t_exit mode_bufs(struct uring_iter *skel)
 	iov[4] = (struct iovec){ mem + 8 * PAGE_SZ, 16 * PAGE_SZ };
 	iov[6] = (struct iovec){ mem + 10, 100 };
 
-	if (ring_init(&ring, &p, 16, 64, 0) || decoy_ring(&decoy, decoy_mem))
-		return fail("ring setup");
+	if (ring_init(&ring, &p, 16, 64, 0, 0) || decoy_ring(&decoy, decoy_mem))
+		return t_fail("ring setup");
 	print_ring("main", &ring, &p);
 
 	pin_before = vmpin_kb();
@@ -352,7 +279,7 @@ static enum t_exit mode_bufs(struct uring_iter *skel)
 	pin_after = vmpin_kb();
 	if (ret) {
 		t_diag("io_uring_register_buffers: %s", strerror(-ret));
-		return fail("register buffers");
+		return t_fail("register buffers");
 	}
 	printf("vmpin before_kb=%ld after_kb=%ld\n", pin_before, pin_after);
 	printf("table kind=buf slots=%d\n", NR_BUF_SLOTS);
@@ -371,20 +298,20 @@ static enum t_exit mode_bufs(struct uring_iter *skel)
 	file_link = attach_ring(skel->progs.dump_file, ring.ring_fd);
 	if (!buf_link || !file_link) {
 		t_diag("attach: %s", strerror(errno));
-		return fail("attach");
+		return t_fail("attach");
 	}
 	step("walk buf whole");
 	if (walk(buf_link, "buf", sizeof(out) / 2))
-		return fail("walk buf");
+		return t_fail("walk buf");
 	print_counters(skel, "buf");
 	step("walk buf 7-byte reads");
 	if (walk(buf_link, "buf-chunked", 7))
-		return fail("walk buf-chunked");
+		return t_fail("walk buf-chunked");
 	print_counters(skel, "buf-chunked");
 	/* an empty file table: only the final call */
 	step("walk file");
 	if (walk(file_link, "file", sizeof(out) / 2))
-		return fail("walk file");
+		return t_fail("walk file");
 	print_counters(skel, "file");
 
 	/* the pages stay pinned and described after the mapping is gone */
@@ -392,14 +319,14 @@ static enum t_exit mode_bufs(struct uring_iter *skel)
 	printf("unmapped addr=%lx len=%zu\n", (unsigned long)mem, map_len);
 	step("walk buf after munmap");
 	if (walk(buf_link, "buf-unmapped", sizeof(out) / 2))
-		return fail("walk buf-unmapped");
+		return t_fail("walk buf-unmapped");
 	print_counters(skel, "buf-unmapped");
 
 	bpf_link__destroy(buf_link);
 	bpf_link__destroy(file_link);
 	io_uring_queue_exit(&decoy);
 	io_uring_queue_exit(&ring);
-	return t_result(1, mode, T_EXIT_PASS, NULL);
+	return t_pass();
 }
 
 /* ------------------------------------------------------------------ */
@@ -420,7 +347,7 @@ static enum t_exit mode_huge(struct uring_iter *skel, const char *kind)
 	decoy_mem = mmap(NULL, 4 * PAGE_SZ, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (decoy_mem == MAP_FAILED)
-		return fail("mmap");
+		return t_fail("mmap");
 	memset(decoy_mem, 0xa5, 4 * PAGE_SZ);
 
 	if (!strcmp(kind, "thp")) {
@@ -429,11 +356,11 @@ static enum t_exit mode_huge(struct uring_iter *skel, const char *kind)
 		map = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
 			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (map == MAP_FAILED)
-			return fail("mmap");
+			return t_fail("mmap");
 		hp = (char *)(((unsigned long)map + HPAGE_SZ - 1) & ~(HPAGE_SZ - 1));
 		if (madvise(hp, 2 * HPAGE_SZ, MADV_HUGEPAGE)) {
 			t_diag("madvise(MADV_HUGEPAGE): %s", strerror(errno));
-			return skip("madvise(MADV_HUGEPAGE) refused");
+			return t_skip("madvise(MADV_HUGEPAGE) refused");
 		}
 		bit = 1ULL << KPF_THP;
 	} else if (!strcmp(kind, "hugetlb")) {
@@ -443,12 +370,12 @@ static enum t_exit mode_huge(struct uring_iter *skel, const char *kind)
 			   (21 << MAP_HUGE_SHIFT), -1, 0);
 		if (map == MAP_FAILED) {
 			t_diag("mmap(MAP_HUGETLB): %s", strerror(errno));
-			return fail("no 2M hugetlb pages although the test reserved them");
+			return t_fail("no 2M hugetlb pages although the test reserved them");
 		}
 		hp = map;
 		bit = 1ULL << KPF_HUGE;
 	} else {
-		return fail("huge: thp or hugetlb");
+		return t_fail("huge: thp or hugetlb");
 	}
 	memset(hp, 0x5a, 2 * HPAGE_SZ);
 	f0 = page_flags(page_pfn((unsigned long)hp));
@@ -457,8 +384,8 @@ static enum t_exit mode_huge(struct uring_iter *skel, const char *kind)
 	       kind, (unsigned long)hp, f0, f1);
 	if (!(f0 & f1 & bit)) {
 		if (!strcmp(kind, "thp"))
-			return skip("the kernel did not back the region with 2M THP folios");
-		return fail("MAP_HUGETLB pages without KPF_HUGE in /proc/kpageflags");
+			return t_skip("the kernel did not back the region with 2M THP folios");
+		return t_fail("MAP_HUGETLB pages without KPF_HUGE in /proc/kpageflags");
 	}
 
 	/*
@@ -471,15 +398,15 @@ static enum t_exit mode_huge(struct uring_iter *skel, const char *kind)
 				 HPAGE_SZ - 3 * PAGE_SZ - 17 + 5 * PAGE_SZ + 300 };
 	iov[1] = (struct iovec){ hp + 100, 50 };
 
-	if (ring_init(&ring, &p, 8, 0, 0) || decoy_ring(&decoy, decoy_mem))
-		return fail("ring setup");
+	if (ring_init(&ring, &p, 8, 0, 0, 0) || decoy_ring(&decoy, decoy_mem))
+		return t_fail("ring setup");
 	print_ring("main", &ring, &p);
 	pin_before = vmpin_kb();
 	ret = io_uring_register_buffers(&ring, iov, 3);
 	pin_after = vmpin_kb();
 	if (ret) {
 		t_diag("io_uring_register_buffers: %s", strerror(-ret));
-		return fail("register buffers");
+		return t_fail("register buffers");
 	}
 	printf("vmpin before_kb=%ld after_kb=%ld\n", pin_before, pin_after);
 	printf("table kind=buf slots=3\n");
@@ -497,23 +424,23 @@ static enum t_exit mode_huge(struct uring_iter *skel, const char *kind)
 	link = attach_ring(skel->progs.dump_buf, ring.ring_fd);
 	if (!link) {
 		t_diag("attach: %s", strerror(errno));
-		return fail("attach");
+		return t_fail("attach");
 	}
 	step("walk buf");
 	if (walk(link, "buf", sizeof(out) / 2))
-		return fail("walk buf");
+		return t_fail("walk buf");
 	print_counters(skel, "buf");
 	munmap(map, map_len);
 	printf("unmapped addr=%lx len=%zu\n", (unsigned long)map, map_len);
 	step("walk buf after munmap");
 	if (walk(link, "buf-unmapped", sizeof(out) / 2))
-		return fail("walk buf-unmapped");
+		return t_fail("walk buf-unmapped");
 	print_counters(skel, "buf-unmapped");
 
 	bpf_link__destroy(link);
 	io_uring_queue_exit(&decoy);
 	io_uring_queue_exit(&ring);
-	return t_result(1, mode, T_EXIT_PASS, NULL);
+	return t_pass();
 }
 
 /* ------------------------------------------------------------------ */
@@ -618,7 +545,7 @@ static enum t_exit mode_files(struct uring_iter *skel)
 	int i, ret, res;
 
 	if (!mkdtemp(tmpdir))
-		return fail("mkdtemp");
+		return t_fail("mkdtemp");
 	/*
 	 * The files go on a tmpfs of our own: the guest's /tmp is overlayfs,
 	 * whose stat() reports the device of the layer below rather than
@@ -629,12 +556,12 @@ static enum t_exit mode_files(struct uring_iter *skel)
 	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
 	    mount("uring_iter", tmpdir, "tmpfs", 0, "size=1m,mode=0700")) {
 		t_diag("tmpfs on %s: %s", tmpdir, strerror(errno));
-		return fail("cannot mount a tmpfs for the test files (needs root)");
+		return t_fail("cannot mount a tmpfs for the test files (needs root)");
 	}
 	decoy_mem = mmap(NULL, 4 * PAGE_SZ, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (decoy_mem == MAP_FAILED)
-		return fail("mmap");
+		return t_fail("mmap");
 	memset(decoy_mem, 0xa5, 4 * PAGE_SZ);
 
 	fd_a = make_file("file_a", path_a, sizeof(path_a), O_RDWR, 123);
@@ -645,7 +572,7 @@ static enum t_exit mode_files(struct uring_iter *skel)
 	if (fd_a < 0 || fd_b < 0 || fd_c < 0 || fd_null < 0 || fd_udp < 0 ||
 	    pipe2(pfd, O_NONBLOCK | O_CLOEXEC) ||
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sk))
-		return fail("open files");
+		return t_fail("open files");
 	close(fd_c);	/* file_c is only ever opened as a direct descriptor */
 
 	for (i = 0; i < NR_FILE_SLOTS; i++)
@@ -668,13 +595,13 @@ static enum t_exit mode_files(struct uring_iter *skel)
 	print_file(8, "regular", fd_a, path_a);
 	print_file(10, "chardev", fd_null, "/dev/null");
 
-	if (ring_init(&ring, &p, 16, 64, 0) || decoy_ring(&decoy, decoy_mem))
-		return fail("ring setup");
+	if (ring_init(&ring, &p, 16, 64, 0, 0) || decoy_ring(&decoy, decoy_mem))
+		return t_fail("ring setup");
 	print_ring("main", &ring, &p);
 	ret = io_uring_register_files(&ring, fds, NR_FILE_SLOTS);
 	if (ret) {
 		t_diag("io_uring_register_files: %s", strerror(-ret));
-		return fail("register files");
+		return t_fail("register files");
 	}
 	/* the table holds the only references from now on */
 	close(fd_a);
@@ -694,7 +621,7 @@ static enum t_exit mode_files(struct uring_iter *skel)
 	ret = submit_wait(&ring, &res);
 	if (ret || res) {
 		t_diag("openat direct: ret %d res %d", ret, res);
-		return fail("openat direct");
+		return t_fail("openat direct");
 	}
 	step("read direct");
 	sqe = io_uring_get_sqe(&ring);
@@ -703,7 +630,7 @@ static enum t_exit mode_files(struct uring_iter *skel)
 	ret = submit_wait(&ring, &res);
 	if (ret || res != DIRECT_READ) {
 		t_diag("read direct: ret %d res %d", ret, res);
-		return fail("read from the direct descriptor");
+		return t_fail("read from the direct descriptor");
 	}
 	{
 		/* what an ordinary open of the same file with the same flags gives */
@@ -711,7 +638,7 @@ static enum t_exit mode_files(struct uring_iter *skel)
 		int ref = open(path_c, O_RDONLY);
 
 		if (ref < 0 || fstat(ref, &st))
-			return fail("reference open");
+			return t_fail("reference open");
 		printf("regfile slot=%d kind=direct fd=-1 ino=%lu dev_major=%u dev_minor=%u rdev_major=%u rdev_minor=%u mode=%o f_flags=%x pos=%d name=%s\n",
 		       DIRECT_SLOT, (unsigned long)st.st_ino, major(st.st_dev),
 		       minor(st.st_dev), major(st.st_rdev), minor(st.st_rdev),
@@ -730,20 +657,20 @@ static enum t_exit mode_files(struct uring_iter *skel)
 	file_link = attach_ring(skel->progs.dump_file, ring.ring_fd);
 	if (!buf_link || !file_link) {
 		t_diag("attach: %s", strerror(errno));
-		return fail("attach");
+		return t_fail("attach");
 	}
 	step("walk file whole");
 	if (walk(file_link, "file", sizeof(out) / 2))
-		return fail("walk file");
+		return t_fail("walk file");
 	print_counters(skel, "file");
 	step("walk file 7-byte reads");
 	if (walk(file_link, "file-chunked", 7))
-		return fail("walk file-chunked");
+		return t_fail("walk file-chunked");
 	print_counters(skel, "file-chunked");
 	/* an empty buffer table: only the final call */
 	step("walk buf");
 	if (walk(buf_link, "buf", sizeof(out) / 2))
-		return fail("walk buf");
+		return t_fail("walk buf");
 	print_counters(skel, "buf");
 
 	bpf_link__destroy(buf_link);
@@ -752,7 +679,7 @@ static enum t_exit mode_files(struct uring_iter *skel)
 	io_uring_queue_exit(&ring);
 	umount2(tmpdir, MNT_DETACH);
 	rmdir(tmpdir);
-	return t_result(1, mode, T_EXIT_PASS, NULL);
+	return t_pass();
 }
 
 /* ------------------------------------------------------------------ */
@@ -804,25 +731,14 @@ static int ring_read_all(struct io_uring *ring, int iter_fd, char *buf,
 /* The whole walk by read(2), what every successful ring read must equal. */
 static int reference_walk(struct bpf_link *link, char *buf, size_t size)
 {
-	int fd = bpf_iter_create(bpf_link__fd(link));
+	int fd = iter_open(link, false);
 	long len;
 
 	if (fd < 0)
 		return -1;
-	len = read_all(fd, buf, size, size / 2);
+	len = read_walk(fd, buf, size, size / 2, 0, NULL);
 	close(fd);
 	return len > 0 ? 0 : -1;
-}
-
-static int iter_fd(struct bpf_link *link, bool nonblock)
-{
-	int fd = bpf_iter_create(bpf_link__fd(link));
-
-	if (fd >= 0 && nonblock && fcntl(fd, F_SETFL, O_NONBLOCK)) {
-		close(fd);
-		return -1;
-	}
-	return fd;
 }
 
 static char ref_text[OUT_MAX / 4], got_text[OUT_MAX / 4];
@@ -839,7 +755,7 @@ static int read_case(const char *name, const char *it, struct bpf_link *link,
 	int fd, busy = 0, first_res = 0, status;
 	char what[128];
 
-	fd = iter_fd(link, nonblock);
+	fd = iter_open(link, nonblock);
 	if (fd < 0)
 		return -1;
 	snprintf(what, sizeof(what), "%s iter=%s ring=%s nonblock=%d", name, it,
@@ -859,7 +775,7 @@ static int read_case(const char *name, const char *it, struct bpf_link *link,
 		printf("case name=self-inline-again iter=%s ring=%s nonblock=1 res=%d busy=0 status=%d same=0\n",
 		       it, ring_name, second, status);
 		step("read(2) after -EDEADLK");
-		status = read_all(fd, got_text, sizeof(got_text), 4096) > 0 ? 0 : -1;
+		status = read_walk(fd, got_text, sizeof(got_text), 4096, 0, NULL) > 0 ? 0 : -1;
 		printf("case name=read-after-edeadlk iter=%s ring=none nonblock=1 res=0 busy=0 status=%d same=%d\n",
 		       it, status, !status && !strcmp(got_text, ref_text));
 	}
@@ -881,14 +797,14 @@ static enum t_exit mode_edeadlk(struct uring_iter *skel)
 	mem = mmap(NULL, 2 * PAGE_SZ, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (mem == MAP_FAILED)
-		return fail("mmap");
+		return t_fail("mmap");
 	memset(mem, 1, 2 * PAGE_SZ);
 	iov = (struct iovec){ mem, 2 * PAGE_SZ };
 
-	if (ring_init(&a, &pa, 8, 0, 0) || ring_init(&b, &pb, 8, 0, 0))
-		return fail("ring setup");
-	if (ring_init(&sq, &psq, 8, 0, IORING_SETUP_SQPOLL)) {
-		return fail("SQPOLL ring setup");
+	if (ring_init(&a, &pa, 8, 0, 0, 0) || ring_init(&b, &pb, 8, 0, 0, 0))
+		return t_fail("ring setup");
+	if (ring_init(&sq, &psq, 8, 0, IORING_SETUP_SQPOLL, 0)) {
+		return t_fail("SQPOLL ring setup");
 	}
 	print_ring("a", &a, &pa);
 	print_ring("b", &b, &pb);
@@ -897,13 +813,13 @@ static enum t_exit mode_edeadlk(struct uring_iter *skel)
 	for (r = 0; r < 3; r++) {
 		if (io_uring_register_buffers(rings[r], &iov, 1) ||
 		    io_uring_register_files(rings[r], &fd, 1))
-			return fail("register");
+			return t_fail("register");
 		for (k = 0; k < 2; k++) {
 			links[r][k] = attach_ring(k ? skel->progs.dump_file :
 						      skel->progs.dump_buf,
 						  rings[r]->ring_fd);
 			if (!links[r][k])
-				return fail("attach");
+				return t_fail("attach");
 		}
 	}
 	close(fd);
@@ -911,7 +827,7 @@ static enum t_exit mode_edeadlk(struct uring_iter *skel)
 	for (k = 0; k < 2; k++) {
 		/* ring a's iterators, read every way there is */
 		if (reference_walk(links[0][k], ref_text, sizeof(ref_text)))
-			return fail("reference read(2)");
+			return t_fail("reference read(2)");
 		printf("reference iter=%s bytes=%zu\n", it_names[k],
 		       strlen(ref_text));
 		/* inline, under a's uring_lock: must not take it again */
@@ -923,16 +839,16 @@ static enum t_exit mode_edeadlk(struct uring_iter *skel)
 		    /* io-wq, no uring_lock held: succeeds, maybe after "busy" */
 		    read_case("self-iowq", it_names[k], links[0][k], "a", &a,
 			      false, true))
-			return fail("iterator fd");
+			return t_fail("iterator fd");
 
 		/* SQPOLL: its thread issues under the ring's uring_lock */
 		if (reference_walk(links[2][k], ref_text, sizeof(ref_text)))
-			return fail("reference read(2)");
+			return t_fail("reference read(2)");
 		if (read_case("sqpoll-inline", it_names[k], links[2][k],
 			      "sqpoll", &sq, true, false) ||
 		    read_case("sqpoll-iowq", it_names[k], links[2][k],
 			      "sqpoll", &sq, false, true))
-			return fail("iterator fd");
+			return t_fail("iterator fd");
 	}
 	print_counters(skel, "end");
 
@@ -941,7 +857,7 @@ static enum t_exit mode_edeadlk(struct uring_iter *skel)
 		bpf_link__destroy(links[r][1]);
 		io_uring_queue_exit(rings[r]);
 	}
-	return t_result(1, mode, T_EXIT_PASS, NULL);
+	return t_pass();
 }
 
 /* ------------------------------------------------------------------ */
@@ -977,8 +893,8 @@ static enum t_exit mode_attach(struct uring_iter *skel)
 	int closed, devnull, reg, pfd[2], sk, efd, ring_fd, saved0;
 	struct bpf_link *task_link;
 
-	if (ring_init(&ring, &p, 4, 0, 0))
-		return fail("ring setup");
+	if (ring_init(&ring, &p, 4, 0, 0, 0))
+		return t_fail("ring setup");
 	ring_fd = ring.ring_fd;
 	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	reg = mkostemp(path, O_CLOEXEC);
@@ -988,12 +904,12 @@ static enum t_exit mode_attach(struct uring_iter *skel)
 	closed = fcntl(devnull, F_DUPFD_CLOEXEC, 1000);
 	if (devnull < 0 || reg < 0 || sk < 0 || efd < 0 || closed < 0 ||
 	    pipe2(pfd, O_CLOEXEC))
-		return fail("open fds");
+		return t_fail("open fds");
 	unlink(path);
 	close(closed);
 	task_link = bpf_program__attach_iter(skel->progs.dump_task, NULL);
 	if (!task_link)
-		return fail("attach the task iterator");
+		return t_fail("attach the task iterator");
 
 	attach_case(skel, "ring", ring_fd, false);
 	attach_case(skel, "no_link_info", -1, true);
@@ -1011,7 +927,7 @@ static enum t_exit mode_attach(struct uring_iter *skel)
 	/* 0 means "no ring" even when fd 0 is one */
 	saved0 = fcntl(0, F_DUPFD_CLOEXEC, 3);
 	if (dup2(ring_fd, 0) != 0)
-		return fail("dup2 ring to fd 0");
+		return t_fail("dup2 ring to fd 0");
 	attach_case(skel, "zero_is_ring", 0, false);
 	if (saved0 >= 0)
 		dup2(saved0, 0);
@@ -1020,7 +936,7 @@ static enum t_exit mode_attach(struct uring_iter *skel)
 
 	bpf_link__destroy(task_link);
 	io_uring_queue_exit(&ring);
-	return t_result(1, mode, T_EXIT_PASS, NULL);
+	return t_pass();
 }
 
 /*
@@ -1038,27 +954,27 @@ static enum t_exit mode_pin(struct uring_iter *skel, const char *path)
 	struct stat st;
 	int ret;
 
-	if (ring_init(&ring, &p, 4, 0, 0))
-		return fail("ring setup");
+	if (ring_init(&ring, &p, 4, 0, 0, 0))
+		return t_fail("ring setup");
 	ret = io_uring_register_buffers(&ring, &iov, 1);
 	if (ret) {
 		t_diag("io_uring_register_buffers: %s", strerror(-ret));
-		return fail("register buffers");
+		return t_fail("register buffers");
 	}
 	if (fstat(ring.ring_fd, &st))
-		return fail("fstat ring");
+		return t_fail("fstat ring");
 	link = attach_ring(skel->progs.dump_buf, ring.ring_fd);
 	if (!link)
-		return fail("attach");
+		return t_fail("attach");
 	if (bpf_link__pin(link, path)) {
 		t_diag("bpf_link__pin %s: %s", path, strerror(errno));
-		return fail("pin");
+		return t_fail("pin");
 	}
 	printf("pinned path=%s ring_ino=%lu buf=0x%lx len=%zu\n", path,
 	       (unsigned long)st.st_ino, (unsigned long)buf, sizeof(buf));
 	bpf_link__destroy(link);
 	io_uring_queue_exit(&ring);
-	return t_result(1, mode, T_EXIT_PASS, NULL);
+	return t_pass();
 }
 
 int main(int argc, char *argv[])
@@ -1071,29 +987,29 @@ int main(int argc, char *argv[])
 			argv[0]);
 		return T_EXIT_FAIL;
 	}
-	mode = argv[1];
+	t_mode = argv[1];
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	t_plan(1);
 	if (open_page_views())
-		return fail("cannot open pagemap (needs root)");
+		return t_fail("cannot open pagemap (needs root)");
 	skel = load_skel();
 	if (!skel)
-		return fail("loading the iterator programs failed: does the kernel have the io_uring_buf/io_uring_file iterators?");
+		return t_fail("loading the iterator programs failed: does the kernel have the io_uring_buf/io_uring_file iterators?");
 
-	if (!strcmp(mode, "bufs"))
+	if (!strcmp(t_mode, "bufs"))
 		res = mode_bufs(skel);
-	else if (!strcmp(mode, "huge") && argc > 2)
+	else if (!strcmp(t_mode, "huge") && argc > 2)
 		res = mode_huge(skel, argv[2]);
-	else if (!strcmp(mode, "files"))
+	else if (!strcmp(t_mode, "files"))
 		res = mode_files(skel);
-	else if (!strcmp(mode, "edeadlk"))
+	else if (!strcmp(t_mode, "edeadlk"))
 		res = mode_edeadlk(skel);
-	else if (!strcmp(mode, "attach"))
+	else if (!strcmp(t_mode, "attach"))
 		res = mode_attach(skel);
-	else if (!strcmp(mode, "pin") && argc > 2)
+	else if (!strcmp(t_mode, "pin") && argc > 2)
 		res = mode_pin(skel, argv[2]);
 	else
-		res = fail("unknown mode");
+		res = t_fail("unknown mode");
 	uring_iter__destroy(skel);
 	return res;
 }

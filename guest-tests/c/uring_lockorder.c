@@ -60,43 +60,23 @@
 #include <bpf/libbpf.h>
 #include <liburing.h>
 
-#include "t_helpers.h"
+#include "iter_helpers.h"
 #include "uring_iter.skel.h"
 
 #define PAGE_SZ		4096UL
 #define TEXT_MAX	(64 * 1024)
 #define BAD_LINES_MAX	20
 
-static const char *mode;
-static double tscale = 1.0;
-
-static enum t_exit skip(const char *why)
-{
-	t_result(1, mode, T_EXIT_SKIP, why);
-	return T_EXIT_SKIP;
-}
-
 #ifndef HAVE_IO_URING_ITER_UAPI
 
 int main(int argc, char *argv[])
 {
-	mode = argc > 1 ? argv[1] : "uring_lockorder";
-	t_plan(1);
-	return skip("built without the io_uring iterator UAPI (KERNEL_HEADERS of a kernel without the series)");
+	return t_skip_no_uapi(argc, argv, "uring_lockorder");
 }
 
 #else
 
-static enum t_exit fail(const char *why)
-{
-	return t_result(1, mode, T_EXIT_FAIL, why);
-}
-
-static void step(const char *what)
-{
-	printf("step %s\n", what);
-	fflush(stdout);
-}
+static double tscale = 1.0;
 
 static long now_ms(void)
 {
@@ -192,56 +172,8 @@ static struct uring_iter *skel;
 
 static struct bpf_link *attach_iter(int kind, int ring_fd)
 {
-	LIBBPF_OPTS(bpf_iter_attach_opts, opts);
-	union bpf_iter_link_info linfo;
-
-	memset(&linfo, 0, sizeof(linfo));
-	linfo.io_uring.ring_fd = ring_fd;
-	opts.link_info = &linfo;
-	opts.link_info_len = sizeof(linfo);
-	return bpf_program__attach_iter(kind == IT_BUF ? skel->progs.dump_buf :
-					skel->progs.dump_file, &opts);
-}
-
-static int iter_open(struct bpf_link *link, bool nonblock)
-{
-	int fd = bpf_iter_create(bpf_link__fd(link));
-
-	if (fd >= 0 && nonblock && fcntl(fd, F_SETFL, O_NONBLOCK)) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-/*
- * read(2) to EOF, retrying EDEADLK ("busy") up to @retries times in all.
- * Returns the length, -EDEADLK when the retries ran out, or -errno.
- */
-static long read_walk(int fd, char *buf, size_t size, int retries, long *busy)
-{
-	size_t len = 0;
-
-	for (;;) {
-		ssize_t n;
-
-		if (len + 1 >= size)
-			return -E2BIG;
-		n = read(fd, buf + len, size - len - 1);
-		if (n < 0 && errno == EDEADLK && retries-- > 0) {
-			if (busy)
-				++*busy;
-			sched_yield();
-			continue;
-		}
-		if (n < 0)
-			return -errno;
-		if (!n)
-			break;
-		len += n;
-	}
-	buf[len] = '\0';
-	return len;
+	return attach_ring(kind == IT_BUF ? skel->progs.dump_buf :
+			   skel->progs.dump_file, ring_fd);
 }
 
 /* One submitted SQE's completion within the timeout: its res, or -ETIME. */
@@ -318,17 +250,8 @@ struct target {
 static int ring_setup(struct io_uring *ring, unsigned int entries, bool sqpoll)
 {
 	struct io_uring_params p;
-	int ret;
 
-	memset(&p, 0, sizeof(p));
-	if (sqpoll) {
-		p.flags = IORING_SETUP_SQPOLL;
-		p.sq_thread_idle = 20;
-	}
-	ret = io_uring_queue_init_params(entries, ring, &p);
-	if (ret)
-		t_diag("io_uring_queue_init_params: %s", strerror(-ret));
-	return ret;
+	return ring_init(ring, &p, entries, 0, sqpoll ? IORING_SETUP_SQPOLL : 0, 20);
 }
 
 static int target_refs(struct target *t)
@@ -342,7 +265,7 @@ static int target_refs(struct target *t)
 			return -1;
 		if (!t->ref[k])
 			t->ref[k] = malloc(TEXT_MAX);
-		t->ref_len[k] = read_walk(fd, t->ref[k], TEXT_MAX, 100000, NULL);
+		t->ref_len[k] = read_walk(fd, t->ref[k], TEXT_MAX, 0, 100000, NULL);
 		close(fd);
 		if (t->ref_len[k] <= 0) {
 			t_diag("%s: reference walk of the %s iterator: %ld",
@@ -504,7 +427,7 @@ static enum t_exit mode_self(long rounds)
 	int r, k;
 
 	if (target_init(&t[0], "a", false) || target_init(&t[1], "sq", true))
-		return fail("ring setup");
+		return t_fail("ring setup");
 	for (r = 0; r < 2; r++) {
 		for (k = 0; k < 2; k++) {
 			struct tally tl;
@@ -515,7 +438,7 @@ static enum t_exit mode_self(long rounds)
 			step(tl.name);
 			fd = iter_open(t[r].link[k], true);
 			if (fd < 0)
-				return fail("iterator fd");
+				return t_fail("iterator fd");
 			for (i = 0; i < rounds; i++) {
 				int res = ring_read(&t[r].ring, fd, buf, sizeof(buf), 0);
 
@@ -524,7 +447,7 @@ static enum t_exit mode_self(long rounds)
 					break;
 			}
 			/* the failed reads kept the position: all of it is still there */
-			len = read_walk(fd, buf, sizeof(buf), 100000, NULL);
+			len = read_walk(fd, buf, sizeof(buf), 0, 100000, NULL);
 			check(&tl, "walk_after", "%d", len > 0 && same_walk(&t[r], k, buf, len));
 			close(fd);
 			tally_print(&tl);
@@ -532,7 +455,7 @@ static enum t_exit mode_self(long rounds)
 	}
 	target_free(&t[0], NULL);
 	target_free(&t[1], NULL);
-	return t_result(1, mode, T_EXIT_PASS, NULL);
+	return t_pass();
 }
 
 /* ------------------------------------------------------------------ */
@@ -589,7 +512,7 @@ static enum t_exit mode_iowq(long rounds)
 	int v, k;
 
 	if (target_init(&t[0], "a", false) || target_init(&t[1], "sq", true))
-		return fail("ring setup");
+		return t_fail("ring setup");
 	/*
 	 * Without O_NONBLOCK the file cannot be read inline: io_uring punts the
 	 * read to io-wq, whose worker holds no ->uring_lock. The same with
@@ -610,7 +533,7 @@ static enum t_exit mode_iowq(long rounds)
 				int fd = iter_open(tg->link[k], nonblock);
 
 				if (fd < 0)
-					return fail("iterator fd");
+					return t_fail("iterator fd");
 				ring_read_walk(&tl, tg, k, &tg->ring, fd, flags);
 				close(fd);
 			}
@@ -619,7 +542,7 @@ static enum t_exit mode_iowq(long rounds)
 	}
 	target_free(&t[0], NULL);
 	target_free(&t[1], NULL);
-	return t_result(1, mode, T_EXIT_PASS, NULL);
+	return t_pass();
 }
 
 /* ------------------------------------------------------------------ */
@@ -707,7 +630,7 @@ static enum t_exit mode_fixed(void)
 
 	if (target_init(&t[0], "a", false) || target_init(&t[1], "b", false) ||
 	    ring_setup(&bare, 8, false))
-		return fail("ring setup");
+		return t_fail("ring setup");
 	memcpy(before, t[0].ref[IT_FILE], t[0].ref_len[IT_FILE] + 1);
 	tally_init(&tl, "self-fixed-file", 1);
 	tl.with_refused = true;
@@ -720,7 +643,7 @@ static enum t_exit mode_fixed(void)
 				fd = nb == 2 ? bpf_link__fd(t[o].link[k]) :
 					       iter_open(t[o].link[k], nb);
 				if (fd < 0)
-					return fail("iterator fd");
+					return t_fail("iterator fd");
 				snprintf(what, sizeof(what), "%.15s-%s-%s", o ? "b" : "a", it_name[k],
 					 nb == 2 ? "link" : nb ? "iter-nonblock" : "iter");
 				ret = io_uring_register_files_update(ring, empty_slot, &fd, 1);
@@ -744,7 +667,7 @@ static enum t_exit mode_fixed(void)
 	ret = ring_read(ring, empty_slot, buf, sizeof(buf), IOSQE_FIXED_FILE);
 	refusal(&tl, ret, "read-fixed-slot", "empty-slot");
 	fd = iter_open(t[0].link[IT_FILE], false);
-	len = read_walk(fd, buf, sizeof(buf), 100000, NULL);
+	len = read_walk(fd, buf, sizeof(buf), 0, 100000, NULL);
 	close(fd);
 	check(&tl, "table_unchanged", "%d", len > 0 && !strcmp(buf, before));
 	check(&tl, "file_walk_lines", "%d", len > 0 ? count_lines(buf) : -1);
@@ -752,7 +675,7 @@ static enum t_exit mode_fixed(void)
 	io_uring_queue_exit(&bare);
 	target_free(&t[0], NULL);
 	target_free(&t[1], NULL);
-	return t_result(1, mode, T_EXIT_PASS, NULL);
+	return t_pass();
 }
 
 /* ------------------------------------------------------------------ */
@@ -860,9 +783,9 @@ static enum t_exit mode_abba(long rounds, int batch, bool sqpoll)
 	int i;
 
 	if (batch < 2 || batch > BATCH_MAX || batch % 2)
-		return fail("batch must be even, 2..16");
+		return t_fail("batch must be even, 2..16");
 	if (target_init(&t[0], "a", sqpoll) || target_init(&t[1], "b", sqpoll))
-		return fail("ring setup");
+		return t_fail("ring setup");
 	tally_init(&tl_inline, sqpoll ? "abba-sqpoll-inline" : "abba-inline", rounds);
 	tally_init(&tl_iowq, sqpoll ? "abba-sqpoll-iowq" : "abba-iowq", rounds);
 	tally_init(&tl_read2, sqpoll ? "abba-sqpoll-read2" : "abba-read2", rounds);
@@ -877,7 +800,7 @@ static enum t_exit mode_abba(long rounds, int batch, bool sqpoll)
 			.bufs = malloc((size_t)BATCH_MAX * TEXT_MAX), .hung = &hung,
 		};
 		if (!side[i].bufs)
-			return fail("malloc");
+			return t_fail("malloc");
 	}
 	rd = (struct reader2){ .t = { &t[0], &t[1] }, .tl = &tl_read2, .stop = &stop };
 	pthread_create(&thr[2], NULL, abba_reader, &rd);
@@ -891,10 +814,10 @@ static enum t_exit mode_abba(long rounds, int batch, bool sqpoll)
 	tally_print(&tl_iowq);
 	tally_print(&tl_read2);
 	if (atomic_load(&hung))
-		return fail("a read through a ring did not complete: hang");
+		return t_fail("a read through a ring did not complete: hang");
 	target_free(&t[0], NULL);
 	target_free(&t[1], NULL);
-	return t_result(1, mode, T_EXIT_PASS, NULL);
+	return t_pass();
 }
 
 /* ------------------------------------------------------------------ */
@@ -1318,7 +1241,7 @@ static int held_round(struct target *tg, struct io_uring *rd, struct io_uring *s
 	{
 		long busy = 0;
 
-		res = read_walk(mid_fd, mid_buf + mid_len, TEXT_MAX - mid_len, 1000, &busy);
+		res = read_walk(mid_fd, mid_buf + mid_len, TEXT_MAX - mid_len, 0, 1000, &busy);
 		atomic_fetch_add(&tl_after->edeadlk, busy);
 	}
 	classify(tl_after, tg, IT_BUF, mid_buf, res < 0 ? res : res + mid_len,
@@ -1336,10 +1259,10 @@ static enum t_exit mode_held(long rounds)
 
 	if (target_init(&r, "r", false) || target_init(&a, "a", false) ||
 	    target_init(&q, "q", true))
-		return fail("ring setup");
+		return t_fail("ring setup");
 	if (fuse_gate_start(&gate)) {
 		fuse_gate_stop(&gate);
-		return skip("cannot mount a FUSE file system, nothing to stall ->uring_lock with");
+		return t_skip("cannot mount a FUSE file system, nothing to stall ->uring_lock with");
 	}
 	tally_init(&tl_held, "held", rounds);
 	tally_init(&tl_after, "held-released", rounds);
@@ -1362,7 +1285,7 @@ static enum t_exit mode_held(long rounds)
 	}
 	fuse_gate_stop(&gate);
 	if (ret)
-		return fail(ret == -2 ? "could not stall a register call on ->uring_lock" :
+		return t_fail(ret == -2 ? "could not stall a register call on ->uring_lock" :
 			    "held round setup");
 	tally_print(&tl_held);
 	tally_print(&tl_after);
@@ -1370,7 +1293,7 @@ static enum t_exit mode_held(long rounds)
 	target_free(&r, NULL);
 	target_free(&a, NULL);
 	target_free(&q, NULL);
-	return t_result(1, mode, T_EXIT_PASS, NULL);
+	return t_pass();
 }
 
 /* ------------------------------------------------------------------ */
@@ -1493,11 +1416,11 @@ static enum t_exit mode_busy(long rounds)
 	int s, i;
 
 	if (!b || ring_setup(&b->ring, 16, false))
-		return fail("ring setup");
+		return t_fail("ring setup");
 	b->mem = mmap(NULL, mem_len, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (b->mem == MAP_FAILED)
-		return fail("mmap");
+		return t_fail("mmap");
 	memset(b->mem, 0x3c, mem_len);
 	printf("busy sets=%d slots=%d rereg_every=%d\n", BUSY_SETS, BUSY_SLOTS, BUSY_REREG);
 	for (s = 0; s < BUSY_SETS; s++) {
@@ -1518,7 +1441,7 @@ static enum t_exit mode_busy(long rounds)
 			snprintf(name, sizeof(name), "lo-s%d-i%d", s, i);
 			b->fds[s][i] = memfd_create(name, MFD_CLOEXEC);
 			if (b->fds[s][i] < 0)
-				return fail("memfd_create");
+				return t_fail("memfd_create");
 			printf("genbuf set=%d slot=%d addr=%lx len=%zu\n", s, i,
 			       (unsigned long)b->iov[s][i].iov_base, len);
 			printf("genfile set=%d slot=%d name=memfd:%s\n", s, i, name);
@@ -1527,11 +1450,11 @@ static enum t_exit mode_busy(long rounds)
 	/* change 0: set 0 */
 	if (io_uring_register_buffers(&b->ring, b->iov[0], BUSY_SLOTS) ||
 	    io_uring_register_files(&b->ring, b->fds[0], BUSY_SLOTS))
-		return fail("register");
+		return t_fail("register");
 	for (i = 0; i < 2; i++) {
 		b->link[i] = attach_iter(i, b->ring.ring_fd);
 		if (!b->link[i])
-			return fail("attach");
+			return t_fail("attach");
 	}
 
 	tally_init(&tl, "busy", rounds);
@@ -1548,7 +1471,7 @@ static enum t_exit mode_busy(long rounds)
 		char extra[160], name[32];
 
 		if (fd < 0)
-			return fail("iterator fd");
+			return t_fail("iterator fd");
 		for (;;) {
 			lo = atomic_load(&b->done[kind]);
 			res = read(fd, buf, sizeof(buf) - 1);
@@ -1587,7 +1510,7 @@ static enum t_exit mode_busy(long rounds)
 	for (i = 0; i < 2; i++)
 		bpf_link__destroy(b->link[i]);
 	io_uring_queue_exit(&b->ring);
-	return t_result(1, mode, T_EXIT_PASS, NULL);
+	return t_pass();
 }
 
 /* ------------------------------------------------------------------ */
@@ -1599,7 +1522,7 @@ static char lt_text[TEXT_MAX];
 static void lt_finish(const char *scenario, const char *name, int fd, long have)
 {
 	long busy = 0, res = read_walk(fd, lt_text + have, sizeof(lt_text) - have,
-				       100000, &busy);
+				       0, 100000, &busy);
 
 	print_walk(scenario, name, lt_text, res < 0 ? res : res + have, busy, NULL);
 }
@@ -1993,7 +1916,7 @@ static enum t_exit mode_lifetime(long rounds)
 	step("lifetime-own-request");
 	lt_own_request();
 	lt_stress(rounds);
-	return t_result(1, mode, T_EXIT_PASS, NULL);
+	return t_pass();
 }
 
 /* ------------------------------------------------------------------ */
@@ -2046,23 +1969,23 @@ static enum t_exit mode_unsafe(const char *order)
 
 	if (unsafe_ring(&ring[0], page[0], &link[0]) ||
 	    unsafe_ring(&ring[1], page[1], &link[1]))
-		return fail("ring setup");
+		return t_fail("ring setup");
 	fd = iter_open(link[0], true);
 	if (fd < 0)
-		return fail("iterator fd");
+		return t_fail("iterator fd");
 	if (!strcmp(order, "self")) {
 		t_diag("ring a reads its own iterator inline");
 		res = ring_read(&ring[0], fd, buf, sizeof(buf), 0);
 	} else if (!strcmp(order, "invert")) {
-		len = read_walk(fd, buf, sizeof(buf), 0, NULL);
+		len = read_walk(fd, buf, sizeof(buf), 0, 0, NULL);
 		t_diag("read(2) of ring a's iterator: %ld", len);
 		t_diag("ring b reads ring a's iterator inline");
 		res = ring_read(&ring[1], fd, buf, sizeof(buf), 0);
 	} else {
-		return fail("order must be self or invert");
+		return t_fail("order must be self or invert");
 	}
 	printf("unsafe order=%s res=%d\n", order, res);
-	return t_result(1, mode, T_EXIT_PASS, NULL);
+	return t_pass();
 }
 
 /* ------------------------------------------------------------------ */
@@ -2089,7 +2012,7 @@ int main(int argc, char *argv[])
 			argv[0]);
 		return T_EXIT_FAIL;
 	}
-	mode = argv[1];
+	t_mode = argv[1];
 	for (i = 2; i < argc; i++)
 		if (!strncmp(argv[i], "tscale=", 7))
 			tscale = atof(argv[i] + 7) > 0 ? atof(argv[i] + 7) : 1.0;
@@ -2101,27 +2024,27 @@ int main(int argc, char *argv[])
 	skel = uring_iter__open_and_load();
 	if (!skel) {
 		t_diag("uring_iter__open_and_load: %s", strerror(errno));
-		return fail("loading the iterator programs failed: does the kernel have the io_uring_buf/io_uring_file iterators?");
+		return t_fail("loading the iterator programs failed: does the kernel have the io_uring_buf/io_uring_file iterators?");
 	}
-	if (!strcmp(mode, "self"))
+	if (!strcmp(t_mode, "self"))
 		res = mode_self(rounds);
-	else if (!strcmp(mode, "iowq"))
+	else if (!strcmp(t_mode, "iowq"))
 		res = mode_iowq(rounds);
-	else if (!strcmp(mode, "fixed"))
+	else if (!strcmp(t_mode, "fixed"))
 		res = mode_fixed();
-	else if (!strcmp(mode, "abba"))
+	else if (!strcmp(t_mode, "abba"))
 		res = mode_abba(rounds, arg_long(argc, argv, "batch", 8),
 				arg_long(argc, argv, "sqpoll", 0));
-	else if (!strcmp(mode, "held"))
+	else if (!strcmp(t_mode, "held"))
 		res = mode_held(rounds);
-	else if (!strcmp(mode, "busy"))
+	else if (!strcmp(t_mode, "busy"))
 		res = mode_busy(rounds);
-	else if (!strcmp(mode, "lifetime"))
+	else if (!strcmp(t_mode, "lifetime"))
 		res = mode_lifetime(rounds);
-	else if (!strcmp(mode, "unsafe"))
+	else if (!strcmp(t_mode, "unsafe"))
 		res = mode_unsafe(argc > 2 ? argv[2] : "");
 	else
-		res = fail("unknown mode");
+		res = t_fail("unknown mode");
 	uring_iter__destroy(skel);
 	return res;
 }

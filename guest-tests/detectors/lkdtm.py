@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from kmsg import KmsgFollower
 
 DEBUGFS = Path("/sys/kernel/debug")
 DIRECT = DEBUGFS / "provoke-crash" / "DIRECT"
+# How long a report and then the writer's exit may take, before timeout_scale.
+REPORT_WAIT_S = 30.0
+CHILD_EXIT_S = 30.0
+
+# A report line, or a function of the writer's pid giving one (for lines that name it).
+Report = re.Pattern[str] | Callable[[int], re.Pattern[str]]
+# What the writer does after the report: returns (0), dies of the oops, or is
+# left alone (it never returns, or the VM ends).
+ChildEnd = Literal["returns", "killed", "left"]
 
 # Runs in the child: optionally pin to one CPU, then write the crash type.
 _TRIGGER = """
@@ -47,3 +63,24 @@ class Lkdtm:
         argv = [sys.executable, "-c", _TRIGGER, str(self.direct), crashtype]
         argv.append("" if cpu is None else str(cpu))
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+
+
+def provoke(lkdtm: Lkdtm, kmsg: KmsgFollower, crashtype: str, *reports: Report,
+            timeout_scale: float, wait_s: float = REPORT_WAIT_S,
+            child: ChildEnd = "left") -> None:
+    """Trigger crashtype, wait until the kernel log shows every report, check the writer's end.
+
+    Fails the test when a report does not come within wait_s (scaled), so a
+    silent detector fails in the guest as well as on the host.
+    """
+    proc = lkdtm.trigger(crashtype)
+    kmsg.wait_for(*(r if isinstance(r, re.Pattern) else r(proc.pid) for r in reports),
+                  timeout_s=wait_s * timeout_scale)
+    if child == "left":
+        return
+    # The writer's exit is also what lets the next test start clean.
+    status = proc.wait(CHILD_EXIT_S * timeout_scale)
+    if (status == 0) != (child == "returns"):
+        pytest.fail(f"the {crashtype} writer exited with {status}, expected it to "
+                    f"{'return 0' if child == 'returns' else 'be killed by the oops'}",
+                    pytrace=False)

@@ -7,9 +7,7 @@ import re
 import pytest
 
 from kmsg import KmsgFollower
-from lkdtm import Lkdtm
-
-WAIT_S = 30.0
+from lkdtm import Lkdtm, provoke
 
 
 @pytest.mark.expect_finding("LOCKDEP")
@@ -18,9 +16,7 @@ def test_lock_held_returning_to_user(
 ) -> None:
     # The first SPINLOCKUP write takes the lock and returns with it held; the
     # child may then also hit "BUG: scheduling while atomic".
-    child = lkdtm.trigger("SPINLOCKUP")
-    kmsg.wait_for(
-        re.compile(r"^WARNING: lock held when returning to user space!$"),
-        re.compile(rf"/{child.pid} is leaving the kernel with locks still held!$"),
-        timeout_s=WAIT_S * timeout_scale,
-    )
+    provoke(lkdtm, kmsg, "SPINLOCKUP",
+            re.compile(r"^WARNING: lock held when returning to user space!$"),
+            lambda pid: re.compile(rf"/{pid} is leaving the kernel with locks still held!$"),
+            timeout_scale=timeout_scale)

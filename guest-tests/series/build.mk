@@ -15,13 +15,8 @@
 SHIM := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 SELFTESTS := $(KSRC)/tools/testing/selftests/bpf
 
-ifeq ($(V),1)
-Q :=
-msg = @true
-else
-Q := @
-msg = @printf '  %-8s %s\n' $(1) $(2)
-endif
+# Quiet output and the BPF object and skeleton recipes, shared with ../Makefile.
+include $(SHIM)/../rules.mk
 
 test_srcs := $(TESTS:%=$(SELFTESTS)/prog_tests/%.c)
 # The skeletons the tests include name the progs/ objects to build.
@@ -60,15 +55,10 @@ $(LIBBPF_A): FORCE | $(O)/libbpf
 		DESTDIR=$(O) prefix= EXTRA_CFLAGS='-g -O2' $(LIBBPF_A) install_headers
 
 $(bpf_objs): $(O)/%.bpf.o: $(SELFTESTS)/progs/%.c $(VMLINUX_H_DIR)/vmlinux.h $(LIBBPF_A)
-	$(call msg,CLANG-BPF,$@)
-	$(Q)$(CLANG) $(BPF_CFLAGS) -MMD -MP -MF $@.d -MT $@ -c $< -o $@.unlinked
-	$(Q)$(BPFTOOL) gen object $@ $@.unlinked
-	$(Q)rm -f $@.unlinked
+	$(bpf_object)
 
 $(skels): $(O)/%.skel.h: $(O)/%.bpf.o
-	$(call msg,GEN-SKEL,$@)
-	$(Q)$(BPFTOOL) gen skeleton $< name $* > $@.tmp
-	$(Q)mv $@.tmp $@
+	$(bpf_skeleton)
 
 # SERIES_TEST(name, fn) for every "void test_x(void)" and
 # "void serial_test_x(void)" definition, as test_progs finds them.
