@@ -52,6 +52,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             "and --max-minutes a positive number")
         return 2
     if getattr(args, "count", None) is not None:   # reproduce
+        guest_tests = Layout.default().guest_tests
+        missing = [t for t in args.only if not (guest_tests / t.split("::", 1)[0]).exists()]
+        if missing:
+            say(f"reproduce: no such guest test: {', '.join(missing)}; ids are relative to "
+                f"{guest_tests}, e.g. 'test_lock_ordering.py::test_abba_cross_ring_reads[plain]'")
+            return 2
         opts.suites, opts.repeat = "reproduce", args.count
         opts.repeat_minutes, opts.variant = args.max_minutes, args.variant
     run = Pipeline(opts, _runner(args), Layout.default(), say).execute()

@@ -193,6 +193,8 @@ class Pipeline:
         with self.stage(f"build:{name}") as st:
             variant = variant_mod.Variant.load(layout.patches / name)
             build_dir = layout.build_dir(f"{flavour}-{name}")
+            # a KERNEL_SRC tree skips the series stage, which undoes these otherwise
+            variant_mod.recover(self.runner, tree, say)
             seeded = variant_mod.seed_build_dir(series_build, build_dir, say)
             with variant_mod.applied(self.runner, tree, variant, build_dir, say) as paths:
                 cfg = configure(self.runner, source=tree, build_dir=build_dir,
