@@ -65,6 +65,12 @@ def terminal_summary(run: RunResult) -> str:
         if t.outcomes:
             tally = " ".join(f"{k}={v}" for k, v in t.outcomes.items())
             lines.append(f"  scenario      {t.name}: {tally} -> {t.status.value}")
+            for name, counts in t.scenarios.items():
+                rounds = f" {counts['rounds']} rounds" if "rounds" in counts else ""
+                took = f" in {counts['ms'] / 1000:.1f}s" if "ms" in counts else ""
+                detail = " ".join(f"{k}={v}" for k, v in counts.items()
+                                  if k not in ("rounds", "ms"))
+                lines.append(f"                  {name}:{rounds} {detail}{took}")
     for key, value in run.info.items():
         if key.startswith("reproduce:") and isinstance(value, dict):
             lines.append(f"  {value.get('line', '')}")

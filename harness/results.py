@@ -43,6 +43,8 @@ class TestResult:
     expected: list[str] = field(default_factory=list)   # kinds the test must produce
     # outcome counts a stress scenario reported (e.g. {"ok": 40, "edeadlk": 40, "failed": 0})
     outcomes: dict[str, int] = field(default_factory=dict)
+    # the same per sub-scenario, with "rounds" and "ms" where the test gave them
+    scenarios: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def full_name(self) -> str:

@@ -50,6 +50,21 @@ def outcome_counts(case: JUnitCase | None) -> dict[str, int]:
     return {}
 
 
+def scenario_counts(case: JUnitCase | None) -> dict[str, dict[str, int]]:
+    """The "scenarios" property: {scenario: {count name: number}}."""
+    for name, value in case.properties if case else ():
+        if name == "scenarios":
+            try:
+                data = json.loads(value)
+            except ValueError:
+                return {}
+            if isinstance(data, dict):
+                return {str(k): {str(n): int(c) for n, c in v.items()
+                                 if isinstance(c, (int, float))}
+                        for k, v in data.items() if isinstance(v, dict)}
+    return {}
+
+
 def judge_boot(suite: Suite, junit: list[JUnitCase], scan: ScanResult, vm: VmOutcome
                ) -> tuple[list[TestResult], list[FindingRecord]]:
     by_id = {c.nodeid: c for c in junit}
@@ -119,7 +134,8 @@ def judge_boot(suite: Suite, junit: list[JUnitCase], scan: ScanResult, vm: VmOut
         results.append(TestResult(suite=suite.name, name=name, status=status, message=message,
                                   seconds=seconds, findings=titles,
                                   expected=[k.value for k in expected],
-                                  outcomes=outcome_counts(case)))
+                                  outcomes=outcome_counts(case),
+                                  scenarios=scenario_counts(case)))
 
     outside = [(f, n) for f, n in deduped if f.test is None]
     stray = []

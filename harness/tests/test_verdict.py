@@ -143,6 +143,23 @@ def test_scenario_outcome_counts_reach_the_result() -> None:
     assert res[0].outcomes == {"ok": 40, "edeadlk": 12, "failed": 0}
 
 
+def test_sub_scenario_counts_reach_the_report() -> None:
+    from harness.report import terminal_summary
+    from harness.results import RunResult
+    scenarios = ('{"abba-inline": {"ok": 1235, "edeadlk": 1165, "failed": 0, "rounds": 300,'
+                 ' "ms": 4248}, "abba-read2": {"ok": 3, "edeadlk": 1, "failed": 0}}')
+    case = JUnitCase(nodeid="t.py::abba", outcome="passed", message="", seconds=1.0,
+                     properties=(("outcomes", '{"ok": 1238, "edeadlk": 1166, "failed": 0}'),
+                                 ("scenarios", scenarios)))
+    res, _ = judge_boot(MAIN, [case], scan([window("t.py::abba")], []), vm())
+    assert res[0].scenarios["abba-inline"]["rounds"] == 300
+    run = RunResult(results_dir="r")
+    run.tests += res
+    text = terminal_summary(run)
+    assert "abba-inline: 300 rounds ok=1235 edeadlk=1165 failed=0 in 4.2s" in text
+    assert "abba-read2: ok=3 edeadlk=1 failed=0\n" in text
+
+
 def test_expected_title_must_match_not_just_the_kind() -> None:
     # the negative control: a circular report where recursive locking was due
     w = window("n.py::self", expected=[Kind.LOCKDEP])
