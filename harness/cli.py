@@ -61,6 +61,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         opts.suites, opts.repeat = "reproduce", args.count
         opts.repeat_minutes, opts.variant = args.max_minutes, args.variant
     run = Pipeline(opts, _runner(args), Layout.default(), say).execute()
+    repro = run.info.get("reproduce:reproduce")
+    if isinstance(repro, dict) and repro.get("finding"):
+        return 1    # reproduced, even where the test expects it (negative/)
     if run.ok:
         return 0
     infra = any(s.status.value == "error" for s in run.stages) or any(
