@@ -15,8 +15,11 @@ def test_lock_held_returning_to_user(
     lkdtm: Lkdtm, kmsg: KmsgFollower, timeout_scale: float
 ) -> None:
     # The first SPINLOCKUP write takes the lock and returns with it held; the
-    # child may then also hit "BUG: scheduling while atomic".
+    # child may then also hit "BUG: scheduling while atomic". Lockdep reports
+    # once, and when the return to user space runs task work first, that
+    # report is the invalid wait context of its might_sleep() (seen once in
+    # about ten boots): either is lockdep firing.
     provoke(lkdtm, kmsg, "SPINLOCKUP",
-            re.compile(r"^WARNING: lock held when returning to user space!$"),
-            lambda pid: re.compile(rf"/{pid} is leaving the kernel with locks still held!$"),
+            re.compile(r"^(WARNING: lock held when returning to user space!"
+                       r"|\[ BUG: Invalid wait context \])$"),
             timeout_scale=timeout_scale)
