@@ -16,16 +16,28 @@ the command line, so a plain `pytest guest-tests` runs none of them:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from guest_runner import RunnerPlugin
+from kmsg import KmsgFollower
 
 HERE = Path(__file__).parent
 DETECTORS_DIR = HERE / "detectors"
 NEGATIVE_DIR = HERE / "negative"
 SELFTESTS_DIR = HERE / "selftests"
+
+
+@pytest.fixture
+def kmsg() -> Iterator[KmsgFollower]:
+    """Follows /dev/kmsg from before the test body runs (detectors/, negative/)."""
+    follower = KmsgFollower()
+    try:
+        yield follower
+    finally:
+        follower.close()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from kmsg import KmsgFollower
+
 FINDING_KINDS = frozenset(
     {"LOCKDEP", "KASAN", "HUNG_TASK", "SOFT_LOCKUP", "RCU_STALL", "WARNING", "BUG", "GPF", "PANIC"}
 )
@@ -39,6 +41,14 @@ MARKER_HELP = (
     "timeout_s(seconds): per-test watchdog budget before HARNESS_TIMEOUT_SCALE "
     f"(default HARNESS_TEST_TIMEOUT or {DEFAULT_TEST_TIMEOUT_S:g})",
 )
+
+
+def in_virtme_guest(cmdline: Path = Path("/proc/cmdline")) -> bool:
+    """virtme-ng passes virtme_* parameters on the kernel command line."""
+    try:
+        return any(arg.startswith("virtme_") for arg in cmdline.read_text().split())
+    except OSError:
+        return False
 
 
 def marker_nodeid(nodeid: str) -> str:
@@ -213,44 +223,6 @@ KERNEL_REPORT = re.compile(
     r"|Kernel panic|Oops:|general protection fault|UBSAN:)")
 
 
-class KernelReportWatch:
-    """Kernel log lines that start a report, written after this was created.
-
-    Reads /dev/kmsg records ("prio,seq,usec,flags;text") or, in the
-    self-tests, a plain file of lines.
-    """
-
-    def __init__(self, path: Path) -> None:
-        try:
-            self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            os.lseek(self._fd, 0, os.SEEK_END)
-        except OSError:
-            self._fd = -1
-        self._partial = b""
-
-    def reports(self) -> list[str]:
-        found: list[str] = []
-        while self._fd >= 0:
-            try:
-                chunk = os.read(self._fd, 8192)
-            except BlockingIOError:
-                break
-            except BrokenPipeError:
-                continue  # records overwritten before we read them
-            if not chunk:
-                break
-            lines = (self._partial + chunk).split(b"\n")
-            self._partial = lines.pop()
-            for raw in lines:
-                text = raw.decode(errors="replace")
-                head, sep, rest = text.partition(";")
-                if sep and head.count(",") >= 3:
-                    text = rest
-                if KERNEL_REPORT.match(text):
-                    found.append(text.strip())
-        return found
-
-
 @dataclass(kw_only=True)
 class RunnerPlugin:
     settings: Settings
@@ -296,7 +268,10 @@ class RunnerPlugin:
             return None
         if session.testsfailed:
             return None     # collection errors: let pytest report them
-        watch = KernelReportWatch(self.paths.kmsg)
+        try:
+            watch: KmsgFollower | None = KmsgFollower(self.paths.kmsg)
+        except OSError:
+            watch = None    # no readable kernel log (a host): rounds end on failures only
         done, reason = 0, f"all {rounds} rounds clean" if rounds else "stopped"
         budget = self.settings.repeat_seconds
         started = time.monotonic()
@@ -309,7 +284,7 @@ class RunnerPlugin:
                 item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
                 if session.shouldfail or session.shouldstop:
                     break
-            reports = watch.reports()
+            reports = [m for m in watch.new_messages() if KERNEL_REPORT.match(m)] if watch else []
             if reports:
                 reason = f"kernel report: {reports[0]}"
                 break
@@ -323,6 +298,8 @@ class RunnerPlugin:
                 reason = f"time budget of {budget:g}s spent"
                 break
         self._kmsg.emit(f"REPRO DONE rounds={done} {reason}")
+        if watch:
+            watch.close()
         return True
 
     def pytest_configure(self, config: pytest.Config) -> None:

@@ -18,6 +18,7 @@ import pytest
 # How many recent messages a failed wait shows.
 TAIL_ON_FAILURE = 40
 _RECORD_MAX = 8192
+_RECORD_HEAD = re.compile(r"^\d+,\d+,\d+,[^;]*$")   # prio,seq,usec,flags[,...]
 
 
 class KmsgFollower:
@@ -27,6 +28,7 @@ class KmsgFollower:
         self.seen: list[str] = []
         self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         os.lseek(self._fd, 0, os.SEEK_END)
+        self._partial = b""
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -36,15 +38,28 @@ class KmsgFollower:
     def _drain(self) -> Iterator[str]:
         while True:
             try:
-                record = os.read(self._fd, _RECORD_MAX)
+                chunk = os.read(self._fd, _RECORD_MAX)
             except BlockingIOError:
                 return
             except BrokenPipeError:
                 continue  # records were overwritten before we read them; go on with the next
-            text = record.decode(errors="replace").partition(";")[2]
-            message = text.split("\n", 1)[0]
-            self.seen.append(message)
-            yield message
+            if not chunk:
+                return    # a plain file (the runner's self-tests) at its end
+            # /dev/kmsg gives one whole record per read; a plain file gives
+            # whatever it holds, so keep a cut line for the next read
+            lines = (self._partial + chunk).decode(errors="replace").split("\n")
+            self._partial = lines.pop().encode()
+            for line in lines:
+                if not line or line.startswith(" "):
+                    continue  # a record's " KEY=value" continuation lines
+                head, sep, text = line.partition(";")
+                message = text if sep and _RECORD_HEAD.match(head) else line
+                self.seen.append(message)
+                yield message
+
+    def new_messages(self) -> list[str]:
+        """Every message written since the last call (or since opening)."""
+        return list(self._drain())
 
     def wait_for(self, *patterns: re.Pattern[str], timeout_s: float) -> list[str]:
         """New messages matching each pattern, in any order; fails the test after timeout_s."""

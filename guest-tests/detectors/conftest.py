@@ -1,4 +1,5 @@
-"""Fixtures of the detector self-test: an LKDTM trigger and a /dev/kmsg follower.
+"""Fixtures of the detector self-test: an LKDTM trigger (the /dev/kmsg follower
+`kmsg` is the root conftest's).
 
 Each test provokes one kernel report through LKDTM and waits until the kernel has
 printed it, so a detector that stays silent fails the test in the guest as well
@@ -9,12 +10,11 @@ these tests crash the kernel they run on.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 
-from kmsg import KmsgFollower
-from lkdtm import Lkdtm, in_virtme_guest, mount_debugfs
+from guest_runner import in_virtme_guest
+from lkdtm import Lkdtm, mount_debugfs
 
 
 @pytest.fixture
@@ -29,13 +29,3 @@ def lkdtm(kernel_release_expected: str | None) -> Lkdtm:
     if not lkdtm.direct.exists():
         pytest.fail(f"{lkdtm.direct} is missing: is CONFIG_LKDTM=y?")
     return lkdtm
-
-
-@pytest.fixture
-def kmsg() -> Iterator[KmsgFollower]:
-    """Follows /dev/kmsg from before the test body runs."""
-    follower = KmsgFollower()
-    try:
-        yield follower
-    finally:
-        follower.close()

@@ -37,14 +37,6 @@ os.write(fd, crashtype.encode())
 """
 
 
-def in_virtme_guest(cmdline: Path = Path("/proc/cmdline")) -> bool:
-    """virtme-ng passes virtme_* parameters on the kernel command line."""
-    try:
-        return any(arg.startswith("virtme_") for arg in cmdline.read_text().split())
-    except OSError:
-        return False
-
-
 def mount_debugfs(debugfs: Path = DEBUGFS) -> None:
     if not debugfs.is_mount():
         subprocess.run(["mount", "-t", "debugfs", "debugfs", str(debugfs)], check=True)

@@ -15,12 +15,13 @@ import subprocess
 import pytest
 
 from kmsg import KmsgFollower
+from unsafe import UnsafeOrder
 
 WAIT_S = 60.0
 
 
 @pytest.mark.expect_finding("LOCKDEP", title="possible deadlock")
-def test_inverted_order_is_circular(unsafe_order, kmsg: KmsgFollower,  # type: ignore[no-untyped-def]
+def test_inverted_order_is_circular(unsafe_order: UnsafeOrder, kmsg: KmsgFollower,
                                     timeout_scale: float) -> None:
     proc, out = unsafe_order("invert")
     kmsg.wait_for(re.compile(r"^WARNING: possible circular locking dependency detected"),

@@ -13,12 +13,13 @@ import re
 import pytest
 
 from kmsg import KmsgFollower
+from unsafe import UnsafeOrder
 
 WAIT_S = 60.0
 
 
 @pytest.mark.expect_finding("LOCKDEP", title="possible recursive locking")
-def test_self_read_is_recursive_locking(unsafe_order, kmsg: KmsgFollower,  # type: ignore[no-untyped-def]
+def test_self_read_is_recursive_locking(unsafe_order: UnsafeOrder, kmsg: KmsgFollower,
                                         timeout_scale: float) -> None:
     proc, _ = unsafe_order("self")
     kmsg.wait_for(re.compile(r"^WARNING: possible recursive locking detected"),
