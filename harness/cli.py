@@ -155,6 +155,17 @@ def cmd_shell(args: argparse.Namespace) -> int:
     return subprocess.call(argv, env=env)
 
 
+def _kernel_and_vm_options(p: argparse.ArgumentParser) -> None:
+    """What run and reproduce both take: which kernel, how to build and boot it."""
+    p.add_argument("--kernel-src", help="use this kernel git tree as it is (also KERNEL_SRC)")
+    p.add_argument("--force", action="store_true",
+                   help="drop unexported commits on the series branch")
+    p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
+    p.add_argument("--jobs", type=int, default=None)
+    p.add_argument("--fragments", help="comma-separated configs/ fragment names")
+    p.add_argument("--results-dir")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="harness", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="print every command")
@@ -170,13 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "negative control (kernel-patches/negative/, one boot per expected "
                    "lockdep report); all: every one")
     r.add_argument("--only", nargs="*", help="pytest selection for the main guest suite")
-    r.add_argument("--kernel-src", help="use this kernel git tree as it is (also KERNEL_SRC)")
-    r.add_argument("--force", action="store_true",
-                   help="drop unexported commits on the series branch")
-    r.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
-    r.add_argument("--jobs", type=int, default=None)
-    r.add_argument("--fragments", help="comma-separated configs/ fragment names")
-    r.add_argument("--results-dir")
+    _kernel_and_vm_options(r)
     r.add_argument("--build-only", action="store_true")
     r.set_defaults(func=cmd_run)
 
@@ -195,12 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stop starting rounds after this long (default 30)")
     rp.add_argument("--variant", choices=["negative"], default=None,
                     help="boot the series plus kernel-patches/<variant>/ instead")
-    rp.add_argument("--kernel-src", help="use this kernel git tree as it is (also KERNEL_SRC)")
-    rp.add_argument("--force", action="store_true")
-    rp.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
-    rp.add_argument("--jobs", type=int, default=None)
-    rp.add_argument("--fragments", help="comma-separated configs/ fragment names")
-    rp.add_argument("--results-dir")
+    _kernel_and_vm_options(rp)
     rp.set_defaults(func=cmd_run, suites="reproduce", build_only=False)
 
     t = sub.add_parser("tree", help="prepare the kernel tree with the series applied")

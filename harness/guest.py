@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shlex
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .layout import Layout
@@ -35,25 +35,34 @@ class Suite:
 MAIN_SUITE = Suite(name="guest", selection=(".",))
 
 
+def _one_boot_per_file(layout: Layout, directory: str, like: Suite,
+                       order: tuple[str, ...] = ()) -> list[Suite]:
+    """A suite like `like` per <directory>/test_*.py, named <directory>-<file's
+    words>, those in `order` first (by name after test_), then alphabetically."""
+    files = sorted(layout.guest_tests.glob(f"{directory}/test_*.py"),
+                   key=lambda p: (order.index(p.stem[5:]) if p.stem[5:] in order else len(order),
+                                  p.name))
+    return [replace(like, name=f"{directory}-{p.stem[5:].replace('_', '-')}",
+                    selection=(f"{directory}/{p.name}",)) for p in files]
+
+
 def detector_suites(layout: Layout) -> list[Suite]:
     """One boot per detectors/test_*.py: an oops or a lockdep report disarms
     detectors for the rest of a boot, so each group needs a fresh kernel."""
-    order = ["nonfatal", "lockdep", "stalls", "fatal"]
-    files = sorted(layout.guest_tests.glob("detectors/test_*.py"),
-                   key=lambda p: (order.index(p.stem[5:]) if p.stem[5:] in order else 99, p.name))
-    return [Suite(name=f"detectors-{p.stem[5:]}", selection=(f"detectors/{p.name}",),
-                  env=(("HARNESS_DETECTORS", "1"),), detector_selftest=True) for p in files]
+    return _one_boot_per_file(
+        layout, "detectors",
+        Suite(name="", selection=(), env=(("HARNESS_DETECTORS", "1"),), detector_selftest=True),
+        order=("nonfatal", "lockdep", "stalls", "fatal"))
 
 
 def negative_suites(layout: Layout) -> list[Suite]:
     """The negative control: one boot of the negative-control kernel per
-    negative/test_*.py, each expecting its lockdep report (once per boot)."""
-    return [Suite(name=f"negative-{p.stem[5:].replace('_', '-')}",
-                  selection=(f"negative/{p.name}",), env=(("HARNESS_NEGATIVE", "1"),),
-                  detector_selftest=True, variant="negative",
-                  # through reproduce mode, which must stop at the report in round 1
-                  repeat=3, repeat_seconds=600.0, stop_round=1)
-            for p in sorted(layout.guest_tests.glob("negative/test_*.py"))]
+    negative/test_*.py, each expecting its lockdep report (once per boot),
+    through reproduce mode, which must stop at the report in round 1."""
+    return _one_boot_per_file(
+        layout, "negative",
+        Suite(name="", selection=(), env=(("HARNESS_NEGATIVE", "1"),), detector_selftest=True,
+              variant="negative", repeat=3, repeat_seconds=600.0, stop_round=1))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,7 +22,7 @@ from . import build as build_mod
 from . import variant as variant_mod
 from .guest import (GuestEnv, MAIN_SUITE, Suite, detector_suites, guest_script, negative_suites,
                     read_junit)
-from .kconfig import configure, fragment_files
+from .kconfig import ConfigResult, configure, fragment_files
 from .layout import Layout, cpu_lock
 from .logscan import Kind, ScanResult, scan_file
 from .patches import apply_series
@@ -141,18 +141,11 @@ class Pipeline:
                 st.data = {"applied": patched.applied, "head": patched.head}
                 self.run.info["patches"] = len(patched.applied)
             with self.stage("config") as st:
-                cfg = configure(runner, source=src.path, build_dir=build_dir,
-                                fragments=fragment_files(layout.configs, opts.fragments),
-                                configkernel=str(Path(self.vng).with_name("virtme-configkernel")),
-                                say=say)
-                shutil.copyfile(cfg.config_path, self.results / "kernel.config")
+                cfg = self._configure(src.path, build_dir, "kernel.config")
                 st.detail = f"{'changed' if cfg.changed else 'unchanged'}, sha256 {cfg.digest[:16]}"
                 self.run.info["config_sha256"] = cfg.digest
             with self.stage("build") as st:
-                built = build_mod.build_kernel(runner, source=src.path, build_dir=build_dir,
-                                               ccache_dir=layout.ccache,
-                                               log_path=self.results / "build.log", say=say,
-                                               jobs=opts.jobs)
+                built = self._build(src.path, build_dir, "build.log")
                 st.detail = f"{built.release}, {built.objects_built} steps"
                 st.data = {"steps": built.objects_built, "release": built.release}
                 self.run.info["kernel_release"] = built.release
@@ -193,6 +186,21 @@ class Pipeline:
         if failed_boots:
             raise StageFailed(", ".join(failed_boots))
 
+    def _configure(self, tree: Path, build_dir: Path, keep_as: str) -> ConfigResult:
+        """The harness config in build_dir, a copy kept in the results as keep_as."""
+        cfg = configure(self.runner, source=tree, build_dir=build_dir,
+                        fragments=fragment_files(self.layout.configs, self.opts.fragments),
+                        configkernel=str(Path(self.vng).with_name("virtme-configkernel")),
+                        say=self.say)
+        shutil.copyfile(cfg.config_path, self.results / keep_as)
+        return cfg
+
+    def _build(self, tree: Path, build_dir: Path, log_name: str) -> build_mod.BuildResult:
+        return build_mod.build_kernel(self.runner, source=tree, build_dir=build_dir,
+                                      ccache_dir=self.layout.ccache,
+                                      log_path=self.results / log_name, say=self.say,
+                                      jobs=self.opts.jobs)
+
     def _build_variant(self, name: str, tree: Path, series_build: Path,
                        flavour: str) -> build_mod.BuildResult:
         """kernel-patches/<name>/ on top of the series, built incrementally into
@@ -205,15 +213,8 @@ class Pipeline:
             variant_mod.recover(self.runner, tree, say)
             seeded = variant_mod.seed_build_dir(series_build, build_dir, say)
             with variant_mod.applied(self.runner, tree, variant, build_dir, say) as paths:
-                cfg = configure(self.runner, source=tree, build_dir=build_dir,
-                                fragments=fragment_files(layout.configs, self.opts.fragments),
-                                configkernel=str(Path(self.vng).with_name("virtme-configkernel")),
-                                say=say)
-                shutil.copyfile(cfg.config_path, self.results / f"kernel-{name}.config")
-                built = build_mod.build_kernel(self.runner, source=tree, build_dir=build_dir,
-                                               ccache_dir=layout.ccache,
-                                               log_path=self.results / f"build-{name}.log",
-                                               say=say, jobs=self.opts.jobs)
+                self._configure(tree, build_dir, f"kernel-{name}.config")
+                built = self._build(tree, build_dir, f"build-{name}.log")
             st.detail = (f"{built.release}, {built.objects_built} steps, "
                          f"{len(variant.patches)} patch(es) on the series changing "
                          f"{', '.join(paths)}" + (", seeded from the series build" if seeded else ""))

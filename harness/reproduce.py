@@ -79,13 +79,13 @@ def summarize(console: str, scan: ScanResult, *, tests: tuple[str, ...], request
     """seconds is the fallback duration when the markers carry no kernel timestamps;
     vm_problem (a hang, a panic, a lost VM) counts as the finding when the log
     scan has none: the round that was running is where it happened."""
+    lines = console.split("\n")
     starts = round_starts(console)
     stopped = vm_detail or "the guest did not say why it stopped"
     rounds = max((n for n, _ in starts), default=0)
-    first_stamp = last_stamp = None
-    for line in console.split("\n"):
-        if _ROUND.search(line) and first_stamp is None:
-            first_stamp = _stamp(line)
+    first_stamp = _stamp(lines[starts[0][1] - 1]) if starts else None
+    last_stamp = None
+    for line in lines:
         m = _DONE.search(line)
         if m:
             rounds, stopped = int(m.group(1)), m.group(2) or "done"

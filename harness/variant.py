@@ -135,8 +135,8 @@ def applied(runner: Runner, tree: Path, variant: Variant, build_dir: Path,
             f"{dirty.rstrip()}\nCommit or stash them first; nothing was touched.")
     head = runner.run(["git", "-C", str(tree), "rev-parse", "HEAD"]).output.strip()
     marker = _git_dir(runner, tree) / MARKER
-    marker.write_text(json.dumps({"variant": variant.name, "files": _mtimes(tree, paths)}))
     series_mtimes = _mtimes(tree, paths)
+    marker.write_text(json.dumps({"variant": variant.name, "files": series_mtimes}))
     try:
         for patch in variant.patches:
             runner.run(["git", "-C", str(tree), "apply", str(patch)])

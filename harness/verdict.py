@@ -34,35 +34,35 @@ def _dedup(findings: list[Finding]) -> list[tuple[Finding, int]]:
     return [(f, repeats[key]) for key, f in first.items()]
 
 
+def _json_property(case: JUnitCase | None, name: str) -> object:
+    """A JUnit property a test recorded as JSON; None when absent, "" when unparsable."""
+    for key, value in case.properties if case else ():
+        if key == name:
+            try:
+                return json.loads(value)
+            except ValueError:
+                return ""
+    return None
+
+
+def _counts(data: object) -> dict[str, int]:
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): int(v) for k, v in data.items() if isinstance(v, (int, float))}
+
+
 def outcome_counts(case: JUnitCase | None) -> dict[str, int]:
     """The "outcomes" property a scenario recorded: a JSON object of counts."""
-    if case is None:
-        return {}
-    for name, value in case.properties:
-        if name == "outcomes":
-            try:
-                data = json.loads(value)
-            except ValueError:
-                return {"unparsable": 1}
-            if isinstance(data, dict):
-                return {str(k): int(v) for k, v in data.items()
-                        if isinstance(v, (int, float))}
-    return {}
+    data = _json_property(case, "outcomes")
+    return {"unparsable": 1} if data == "" else _counts(data)
 
 
 def scenario_counts(case: JUnitCase | None) -> dict[str, dict[str, int]]:
     """The "scenarios" property: {scenario: {count name: number}}."""
-    for name, value in case.properties if case else ():
-        if name == "scenarios":
-            try:
-                data = json.loads(value)
-            except ValueError:
-                return {}
-            if isinstance(data, dict):
-                return {str(k): {str(n): int(c) for n, c in v.items()
-                                 if isinstance(c, (int, float))}
-                        for k, v in data.items() if isinstance(v, dict)}
-    return {}
+    data = _json_property(case, "scenarios")
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): _counts(v) for k, v in data.items() if isinstance(v, dict)}
 
 
 def judge_boot(suite: Suite, junit: list[JUnitCase], scan: ScanResult, vm: VmOutcome
