@@ -14,35 +14,50 @@
 #   make export   write the tree's commits back into kernel-patches/
 #
 # Variables: KERNEL_SRC=<git tree> builds your tree as it is; ACCEL=kvm|tcg
-# skips the KVM probe; ONLY="test_x.py::test_y" narrows the guest suite;
-# FORCE=1 lets the harness drop unexported commits on the series branch.
+# skips the KVM probe (run, test, reproduce and shell alike);
+# ONLY="test_kernel.py::test_io_uring_nop_round_trip" narrows the guest suite
+# (checked before anything is built); TEST_TIMEOUT=<s> is a guest test's
+# budget when it declares none (default 30, times 4 under TCG); FORCE=1 lets
+# the harness drop unexported commits on the series branch; DRY_RUN=1 prints
+# the plan of every stage and runs nothing.
 
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 VPY := $(VENV)/bin/python
 HARNESS := $(VPY) -m harness
-RUN_ARGS := $(if $(ACCEL),--accel $(ACCEL)) $(if $(FORCE),--force) \
-            $(if $(KERNEL_SRC),--kernel-src $(KERNEL_SRC)) $(if $(ONLY),--only $(ONLY))
+KERNEL_ARGS := $(if $(ACCEL),--accel $(ACCEL)) $(if $(FORCE),--force) \
+               $(if $(KERNEL_SRC),--kernel-src $(KERNEL_SRC)) \
+               $(if $(TEST_TIMEOUT),--test-timeout $(TEST_TIMEOUT)) $(if $(DRY_RUN),--dry-run)
+RUN_ARGS := $(KERNEL_ARGS) $(if $(ONLY),--only $(ONLY))
 
-.PHONY: all setup run test check vm-test detectors negative reproduce build shell tree export clean-results series-check checkpatch
+.PHONY: all setup venv run test check vm-test detectors negative reproduce build shell tree export clean-results series-check checkpatch
 
 all: run
 
-# Debian packages first (stdlib-only code, system python), then the venv.
-setup: $(VENV)/.installed
-	@$(PYTHON) -m harness setup
+# The Python dependencies of pyproject.toml (runtime and dev), for pip.
+PY_DEPS = $(shell $(PYTHON) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print(" ".join(p["dependencies"] + p["optional-dependencies"]["dev"]))')
 
-$(VENV)/.installed: requirements.txt
+# Debian packages first (apt-get: root or passwordless sudo; stdlib-only
+# code on the system python), then the venv.
+setup:
 	@$(PYTHON) -m harness setup
-	$(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@$(MAKE) --no-print-directory venv
+
+# The venv alone: no root, no apt (make check needs only this).
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -m venv $(VENV) || { echo "cannot create $(VENV): on Debian install python3-venv (make setup does, as root)"; exit 2; }
+	$(VPY) -m pip install -q --disable-pip-version-check $(PY_DEPS)
 	@touch $@
 
 run: setup
 	$(HARNESS) run --suites main $(RUN_ARGS)
 
-check: setup
+# Host unit tests, the guest plugin's and checkers' self-tests, and mypy:
+# no root, no apt, no VM, no kernel build.
+check: venv
 	$(VPY) -m pytest -q harness/tests
 	cd guest-tests && ../$(VPY) -m pytest -q -p no:cacheprovider selftests
 	$(VPY) -m mypy harness
@@ -61,14 +76,13 @@ negative: setup
 reproduce: setup
 	@test -n "$(TEST)" || { echo "usage: make reproduce TEST='test_lock_ordering.py::test_abba_cross_ring_reads[plain]' [COUNT=n] [VARIANT=negative] [MINUTES=m]"; exit 2; }
 	$(HARNESS) reproduce $(foreach t,$(TEST),'$(t)') --count $(or $(COUNT),0) --max-minutes $(or $(MINUTES),30) \
-	    $(if $(VARIANT),--variant $(VARIANT)) $(if $(ACCEL),--accel $(ACCEL)) $(if $(FORCE),--force) \
-	    $(if $(KERNEL_SRC),--kernel-src $(KERNEL_SRC))
+	    $(if $(VARIANT),--variant $(VARIANT)) $(KERNEL_ARGS)
 
 build: setup
 	$(HARNESS) run --build-only $(RUN_ARGS)
 
 shell: setup
-	$(HARNESS) shell
+	$(HARNESS) shell $(if $(ACCEL),--accel $(ACCEL)) $(if $(DRY_RUN),--dry-run)
 
 tree: setup
 	$(HARNESS) tree $(if $(FORCE),--force)

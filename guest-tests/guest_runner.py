@@ -22,17 +22,21 @@ from pathlib import Path
 
 import pytest
 
-from kmsg import KmsgFollower
+# The protocol is defined once, in harness/protocol.py (stdlib only): the
+# repository is on the guest's filesystem, read-only, as on the host.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from harness import protocol  # noqa: E402
 
-FINDING_KINDS = frozenset(
-    {"LOCKDEP", "KASAN", "HUNG_TASK", "SOFT_LOCKUP", "RCU_STALL", "WARNING", "BUG", "GPF", "PANIC"}
-)
-DEFAULT_TEST_TIMEOUT_S = 120.0
+from kmsg import KmsgFollower  # noqa: E402
+
+FINDING_KINDS = frozenset(protocol.FINDING_KINDS)
+DEFAULT_TEST_TIMEOUT_S = protocol.DEFAULT_BUDGET_S
 TIMEOUT_EXIT_CODE = 124
 # /proc/sysrq-trigger keys sent when a test times out: blocked tasks, then held locks.
 SYSRQ_ON_TIMEOUT = ("w", "d")
 
 _WHITESPACE = re.compile(r"\s")
+marker_nodeid = protocol.marker_nodeid
 
 MARKER_HELP = (
     "expect_finding(*kinds, title=None): the test provokes a kernel report of these kinds "
@@ -49,11 +53,6 @@ def in_virtme_guest(cmdline: Path = Path("/proc/cmdline")) -> bool:
         return any(arg.startswith("virtme_") for arg in cmdline.read_text().split())
     except OSError:
         return False
-
-
-def marker_nodeid(nodeid: str) -> str:
-    """The nodeid as it appears in markers: whitespace would split the marker's fields."""
-    return _WHITESPACE.sub("_", nodeid)
 
 
 def read_debug_locks(lockdep_stats: Path) -> str:
@@ -94,6 +93,10 @@ class Settings:
     # finding), stopping at the first kernel report or failed test
     repeat: int | None = None
     repeat_seconds: float | None = None   # and stop starting rounds after this long
+    # HARNESS_STRESS_SCALE: round counts are multiplied by this, and so are budgets
+    stress_scale: float = 1.0
+    # HARNESS_RESULTS_FILE: where each test's result goes, one JSON line each
+    results_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -110,6 +113,9 @@ class Settings:
             repeat=int(repeat) if repeat else None,
             repeat_seconds=(_positive_float(env, "HARNESS_REPEAT_SECONDS", 1.0)
                             if env.get("HARNESS_REPEAT_SECONDS", "").strip() else None),
+            stress_scale=_positive_float(env, "HARNESS_STRESS_SCALE", 1.0),
+            results_file=(Path(env["HARNESS_RESULTS_FILE"])
+                          if env.get("HARNESS_RESULTS_FILE", "").strip() else None),
         )
 
 
@@ -216,11 +222,33 @@ def _outcome(reports: list[pytest.TestReport]) -> str:
     return outcome
 
 
-# The first line of every kernel report the host's log scan knows (harness/logscan.py
-# has the full rules); reproduce mode stops at the first one.
-KERNEL_REPORT = re.compile(
-    r"^(WARNING:|BUG:|INFO: task \S+ blocked for more than|rcu: INFO:|watchdog: BUG:"
-    r"|Kernel panic|Oops:|general protection fault|UBSAN:)")
+def _message(reports: list[pytest.TestReport]) -> str:
+    """Why a test did not pass: the failing phase's report, or the skip reason."""
+    for report in reports:
+        if report.failed:
+            return f"{report.when}: {report.longreprtext}"[-4000:]
+        if report.skipped:
+            longrepr = report.longrepr
+            if isinstance(longrepr, tuple) and len(longrepr) == 3:
+                return str(longrepr[2])
+            return report.longreprtext[-1000:]
+    return ""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A test's time: `seconds` is its whole watchdog budget (scaled); helpers
+    it runs take remaining() as their deadline, which ends `margin` seconds
+    before the watchdog would fire, so a helper that overruns is killed and
+    reported by the test, with its output, instead of the watchdog ending pytest."""
+
+    seconds: float
+    started: float          # time.monotonic() when the watchdog was armed
+    margin: float
+
+    def remaining(self) -> float:
+        left = self.started + self.seconds - self.margin - time.monotonic()
+        return max(1.0, left)
 
 
 @dataclass(kw_only=True)
@@ -231,6 +259,8 @@ class RunnerPlugin:
     _kmsg: KmsgWriter = field(init=False)
     _watchdog: Watchdog = field(init=False)
     _reports: dict[str, list[pytest.TestReport]] = field(init=False, default_factory=dict)
+    _budgets: dict[str, Budget] = field(init=False, default_factory=dict)
+    _round: int | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self._kmsg = KmsgWriter(self.paths.kmsg)
@@ -241,12 +271,15 @@ class RunnerPlugin:
         return cls(settings=Settings.from_env(env))
 
     def timeout_for(self, item: pytest.Item) -> float:
+        """The test's whole budget in seconds: declared or default, scaled."""
         mark = item.get_closest_marker("timeout_s")
-        base = float(mark.args[0]) if mark and mark.args else self.settings.test_timeout_s
-        return base * self.settings.timeout_scale
+        declared = float(mark.args[0]) if mark and mark.args else None
+        return protocol.budget_for(declared, default_s=self.settings.test_timeout_s,
+                                   timeout_scale=self.settings.timeout_scale,
+                                   stress_scale=self.settings.stress_scale)
 
     def _timed_out(self, nodeid: str, seconds: float) -> None:
-        self._kmsg.emit(f"TIMEOUT {nodeid} after={seconds:g}")
+        self._kmsg.emit(protocol.timeout(nodeid, seconds))
         for key in SYSRQ_ON_TIMEOUT:
             try:
                 self.paths.sysrq_trigger.write_text(key)
@@ -277,14 +310,15 @@ class RunnerPlugin:
         started = time.monotonic()
         while rounds == 0 or done < rounds:
             done += 1
-            self._kmsg.emit(f"ROUND {done}")
+            self._round = done
+            self._kmsg.emit(protocol.round_start(done))
             failed_before = session.testsfailed
             for i, item in enumerate(session.items):
                 nextitem = session.items[i + 1] if i + 1 < len(session.items) else None
                 item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
                 if session.shouldfail or session.shouldstop:
                     break
-            reports = [m for m in watch.new_messages() if KERNEL_REPORT.match(m)] if watch else []
+            reports = [m for m in watch.new_messages() if protocol.starts_report(m)] if watch else []
             if reports:
                 reason = f"kernel report: {reports[0]}"
                 break
@@ -297,7 +331,7 @@ class RunnerPlugin:
             if budget is not None and time.monotonic() - started >= budget:
                 reason = f"time budget of {budget:g}s spent"
                 break
-        self._kmsg.emit(f"REPRO DONE rounds={done} {reason}")
+        self._kmsg.emit(protocol.repro_done(done, reason))
         if watch:
             watch.close()
         return True
@@ -319,17 +353,43 @@ class RunnerPlugin:
     def pytest_runtest_protocol(self, item: pytest.Item) -> Iterator[None]:
         nodeid = marker_nodeid(item.nodeid)
         self._reports[item.nodeid] = []
-        self._kmsg.emit(f"BEGIN {nodeid}")
+        budget = self.timeout_for(item)
+        self._kmsg.emit(protocol.begin(item.nodeid, budget))
         for kind in _expected_kinds(item):
-            self._kmsg.emit(f"EXPECT {nodeid} {kind}")
-        self._watchdog.arm(nodeid, self.timeout_for(item))
+            word, _, title = kind.partition(" ")
+            self._kmsg.emit(protocol.expect(item.nodeid, word, title or None))
+        self._budgets[item.nodeid] = Budget(
+            seconds=budget, started=time.monotonic(),
+            margin=protocol.HELPER_MARGIN_S * self.settings.timeout_scale)
+        self._watchdog.arm(nodeid, budget)
         try:
             return (yield)
         finally:
             self._watchdog.disarm()
-            outcome = _outcome(self._reports.pop(item.nodeid, []))
+            self._budgets.pop(item.nodeid, None)
+            reports = self._reports.pop(item.nodeid, [])
+            outcome = _outcome(reports)
+            self._record(item.nodeid, outcome, reports)
             debug_locks = read_debug_locks(self.paths.lockdep_stats)
-            self._kmsg.emit(f"END {nodeid} outcome={outcome} debug_locks={debug_locks}")
+            self._kmsg.emit(protocol.end(item.nodeid, outcome, debug_locks))
+
+    def _record(self, nodeid: str, outcome: str, reports: list[pytest.TestReport]) -> None:
+        """Appends the test's result line: the host reads these, not JUnit."""
+        if self.settings.results_file is None:
+            return
+        props: dict[str, object] = {}
+        for report in reports:
+            for key, value in report.user_properties:
+                props[str(key)] = value
+        record = protocol.GuestResult(nodeid=nodeid, outcome=outcome,
+                                      seconds=sum(r.duration for r in reports),
+                                      message=_message(reports) if outcome != "passed" else "",
+                                      round=self._round, properties=props)
+        try:
+            with open(self.settings.results_file, "a", encoding="utf-8") as out:
+                out.write(record.to_line())
+        except OSError as exc:
+            sys.stderr.write(f"harness: cannot write {self.settings.results_file}: {exc}\n")
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.nodeid in self._reports:
@@ -348,6 +408,20 @@ class RunnerPlugin:
     def kernel_release_expected(self) -> str | None:
         """HARNESS_KERNEL_RELEASE, the release the host built; None when unset."""
         return self.settings.kernel_release
+
+    @pytest.fixture
+    def budget(self, request: pytest.FixtureRequest) -> Budget:
+        """This test's time budget; helpers take budget.remaining() as their deadline."""
+        found = self._budgets.get(request.node.nodeid)
+        if found is None:   # outside the runner's protocol (a plugin self-test)
+            found = Budget(seconds=self.timeout_for(request.node), started=time.monotonic(),
+                           margin=protocol.HELPER_MARGIN_S * self.settings.timeout_scale)
+        return found
+
+    @pytest.fixture
+    def stress_scale(self) -> float:
+        """HARNESS_STRESS_SCALE: multiply stress round counts by this (budgets already are)."""
+        return self.settings.stress_scale
 
     @pytest.fixture
     def timeout_scale(self) -> float:

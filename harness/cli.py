@@ -1,35 +1,64 @@
-"""Command line: argparse and dispatch only.  Exit codes: 0 all green,
-1 a test or detector failed, 2 the harness or the machine failed."""
+"""uring-iter-harness: builds Linux 6.12 with the io_uring BPF iterator series,
+boots it under virtme-ng (KVM where a probe boot proves it works, TCG
+otherwise), runs the guest tests inside it, scans the kernel console for
+lockdep, KASAN, UBSAN, hung-task, lockup, RCU-stall, WARN, BUG and panic
+reports, and writes one results directory per run (console logs, kernel
+config, JUnit, summary.json).
+
+exit status: 0 everything passed and the kernel log is clean; 1 a test, a
+detector self-test, the series or a kernel report failed; 2 the harness or the
+machine failed (a missing program, a config error, a guest build error, a VM
+that did not boot, a bad command line).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+from .errors import EXIT_FAILED, EXIT_HARNESS, EXIT_OK, UsageError, exit_code_for
 from .layout import Layout, cpu_lock
+from .pipeline import Options, Pipeline, venv_bin
+from .suites import SUITE_CHOICES
 from .procs import CommandError, SubprocessRunner
+from .results import run_exit_code
 
 
 def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+@dataclass(kw_only=True)
+class Deps:
+    """What the commands reach outside themselves; tests pass fakes."""
+
+    pipeline: Callable[..., Pipeline] = Pipeline
+    layout: Callable[[], Layout] = Layout.default
+    # (layout, selection, env) -> None, or UsageError naming what does not exist
+    check_selection: Callable[[Layout, list[str], dict[str, str]], None] = \
+        lambda layout, selection, env: _collect(layout, selection, env)
+
+
+def _collect(layout: Layout, selection: list[str], env: dict[str, str]) -> None:
+    from .collect import collect
+    collect(SubprocessRunner(), venv_bin(layout) / "python", layout.guest_tests, selection,
+            env=env)
+
+
 def _runner(args: argparse.Namespace) -> SubprocessRunner:
-    return SubprocessRunner(verbose=getattr(args, "verbose", False),
-                            dry_run=getattr(args, "dry_run", False))
+    return SubprocessRunner(verbose=getattr(args, "verbose", False))
 
 
-def cmd_setup(args: argparse.Namespace) -> int:
-    from .deps import SetupError, ensure_packages
-    try:
-        ensure_packages(_runner(args), say)
-    except (SetupError, CommandError) as exc:
-        say(f"setup: {exc}")
-        return 2
-    return 0
+def cmd_setup(args: argparse.Namespace, deps: Deps) -> int:
+    from .deps import ensure_packages
+    ensure_packages(_runner(args), say)
+    return EXIT_OK
 
 
 def _kernel_src(args: argparse.Namespace) -> Path | None:
@@ -37,75 +66,76 @@ def _kernel_src(args: argparse.Namespace) -> Path | None:
     return Path(value).resolve() if value else None
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from .pipeline import Options, Pipeline
-    # CI owns its machine's cache: local edits there are never anybody's work.
-    force = args.force or os.environ.get("CI") == "true"
-    opts = Options(suites=args.suites, kernel_src=_kernel_src(args), force=force,
-                   accel=args.accel, jobs=args.jobs, only=args.only or [],
-                   fragments=args.fragments.split(",") if args.fragments else
-                   Options().fragments,
+def _options(args: argparse.Namespace) -> Options:
+    return Options(suites=args.suites, kernel_src=_kernel_src(args), force=args.force,
+                   accel=args.accel, jobs=args.jobs, only=list(args.only or []),
+                   fragments=(args.fragments.split(",") if args.fragments
+                              else Options().fragments),
                    results_dir=Path(args.results_dir) if args.results_dir else None,
-                   build_only=args.build_only)
-    if getattr(args, "count", None) is not None and (args.count < 0 or not args.max_minutes > 0):
-        say("reproduce: --count takes a number of rounds >= 0 (0: until the first finding) "
-            "and --max-minutes a positive number")
-        return 2
-    if getattr(args, "count", None) is not None:   # reproduce
-        guest_tests = Layout.default().guest_tests
-        missing = [t for t in args.only if not (guest_tests / t.split("::", 1)[0]).exists()]
-        if missing:
-            say(f"reproduce: no such guest test: {', '.join(missing)}; ids are relative to "
-                f"{guest_tests}, e.g. 'test_lock_ordering.py::test_abba_cross_ring_reads[plain]'")
-            return 2
+                   build_only=args.build_only, test_timeout=args.test_timeout)
+
+
+def cmd_run(args: argparse.Namespace, deps: Deps) -> int:
+    layout = deps.layout()
+    opts = _options(args)
+    reproduce = getattr(args, "count", None) is not None
+    if reproduce:
+        if args.count < 0 or not args.max_minutes > 0:
+            raise UsageError("reproduce: --count takes a number of rounds >= 0 (0: until the "
+                             "first finding) and --max-minutes a positive number")
         opts.suites, opts.repeat = "reproduce", args.count
         opts.repeat_minutes, opts.variant = args.max_minutes, args.variant
-    run = Pipeline(opts, _runner(args), Layout.default(), say).execute()
+    if opts.test_timeout is not None and not opts.test_timeout > 0:
+        raise UsageError("--test-timeout takes a positive number of seconds")
+    if opts.only:   # refused before anything is built: collecting takes a second
+        deps.check_selection(layout, opts.only,
+                             {"HARNESS_NEGATIVE": "1"} if opts.variant else {})
+    pipeline = deps.pipeline(opts, _runner(args), layout, say)
+    if args.dry_run:
+        print("\n".join(pipeline.plan()))
+        return EXIT_OK
+    run = pipeline.execute()
     repro = run.info.get("reproduce:reproduce")
     if isinstance(repro, dict) and repro.get("finding"):
-        return 1    # reproduced, even where the test expects it (negative/)
-    if run.ok:
-        return 0
-    infra = any(s.status.value == "error" for s in run.stages) or any(
-        t.status.value == "error" for t in run.tests)
-    return 2 if infra else 1
+        return EXIT_FAILED    # reproduced, even where the test expects it (negative/)
+    return run_exit_code(run)
 
 
-def cmd_tree(args: argparse.Namespace) -> int:
+def cmd_tree(args: argparse.Namespace, deps: Deps) -> int:
     from .patches import PatchError, apply_series
     from .source import SourceError, prepare_source
-    layout, runner = Layout.default(), _runner(args)
+    layout, runner = deps.layout(), _runner(args)
     try:
         src = prepare_source(runner, layout, say, None)
         with cpu_lock(layout.cpu_lock, say):  # never switch the tree under a build
             apply_series(runner, src, layout.patches, say, force=args.force)
     except (PatchError, SourceError, CommandError) as exc:
         say(str(exc))
-        return 1
+        return exit_code_for(exc)
     say(f"tree: {src.path} (branch series = baseline + kernel-patches/series); edit, commit, "
         "then `make export`")
     print(src.path)
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+def cmd_export(args: argparse.Namespace, deps: Deps) -> int:
     from .patches import PatchError, export_series
     from .source import SourceError, prepare_source
-    layout, runner = Layout.default(), _runner(args)
+    layout, runner = deps.layout(), _runner(args)
     try:
         src = prepare_source(runner, layout, say, None)
         export_series(runner, src, layout.patches, say)
     except (PatchError, SourceError, CommandError) as exc:
         say(str(exc))
-        return 1
-    return 0
+        return exit_code_for(exc)
+    return EXIT_OK
 
 
-def cmd_series_check(args: argparse.Namespace) -> int:
+def cmd_series_check(args: argparse.Namespace, deps: Deps) -> int:  # noqa: C901
     from datetime import datetime, timezone
     from .series_check import check_series
     from .source import prepare_source
-    layout, runner = Layout.default(), _runner(args)
+    layout, runner = deps.layout(), _runner(args)
     results = layout.results_root / (datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
                                      + "-series-check")
     results.mkdir(parents=True, exist_ok=True)
@@ -122,67 +152,98 @@ def cmd_series_check(args: argparse.Namespace) -> int:
         if c.build_error:
             print("     " + c.build_error.replace("\n", "\n     "))
     print(f"results: {results}")
-    return 0 if checks and all(c.ok for c in checks) else 1
+    return EXIT_OK if checks and all(c.ok for c in checks) else EXIT_FAILED
 
 
-def cmd_scan(args: argparse.Namespace) -> int:
+def cmd_scan(args: argparse.Namespace, deps: Deps) -> int:
     from .logscan import scan_file
     result = scan_file(Path(args.log))
     out = [{"kind": f.kind.value, "title": f.title, "test": f.test,
             "lines": [f.first_line, f.last_line]} for f in result.findings]
     print(json.dumps(out, indent=2))
-    return 1 if result.findings else 0
+    return EXIT_FAILED if result.findings else EXIT_OK
 
 
-def cmd_shell(args: argparse.Namespace) -> int:
+def cmd_shell(args: argparse.Namespace, deps: Deps) -> int:
     import subprocess
-    from .vm import Accel, VmSpec, vng_argv
-    layout = Layout.default()
+    from .accel import choose_accel, host_boot_id
+    from .pipeline import KERNEL_ARGS, _default_probe
+    from .vm import VmSpec, vng_argv
+    layout = deps.layout()
     bzimage = layout.build_dir("default") / "arch/x86/boot/bzImage"
     if not bzimage.exists():
-        say(f"{bzimage} does not exist: run `make run` (or `make build`) first")
-        return 2
-    probe = layout.cache / "kvm-probe.json"
-    accel = Accel.TCG
-    if probe.exists() and json.loads(probe.read_text()).get("accel") == "kvm":
-        accel = Accel.KVM
-    vng = str(Path(sys.executable).with_name("vng"))
-    argv = vng_argv(VmSpec(kernel=bzimage, accel=accel, vng=vng,
-                           append=("kasan_multi_shot",)), None)
-    say(f"shell: {' '.join(argv)}  ({accel.value}; exit the shell to power off)")
+        raise UsageError(f"{bzimage} does not exist: run `make run` (or `make build`) first")
+    vng = str(venv_bin(layout) / "vng")
+    choice = choose_accel(args.accel, bzimage=bzimage, cache=layout.cache,
+                          console_log=layout.cache / "kvm-probe.console.log",
+                          probe=_default_probe(vng), boot_id=host_boot_id,
+                          lock=lambda: cpu_lock(layout.cpu_lock, say), say=say)
+    argv = vng_argv(VmSpec(kernel=bzimage, accel=choice.accel, vng=vng, append=KERNEL_ARGS),
+                    None)
+    say(f"shell: {' '.join(argv)}  ({choice.accel.value}: {choice.why}; exit the shell to "
+        "power off)")
+    if args.dry_run:
+        print(shlex.join(argv))
+        return EXIT_OK
     env = dict(os.environ)
     env["PATH"] = str(Path(vng).parent) + os.pathsep + env.get("PATH", "")  # vng runs virtme-run
-    return subprocess.call(argv, env=env)
+    with cpu_lock(layout.cpu_lock, say):
+        return subprocess.call(argv, env=env)
 
 
 def _kernel_and_vm_options(p: argparse.ArgumentParser) -> None:
     """What run and reproduce both take: which kernel, how to build and boot it."""
-    p.add_argument("--kernel-src", help="use this kernel git tree as it is (also KERNEL_SRC)")
+    p.add_argument("--kernel-src", metavar="DIR",
+                   help="build this kernel git tree as it is, no patches applied (also "
+                   "KERNEL_SRC); it gets a build directory of its own")
     p.add_argument("--force", action="store_true",
-                   help="drop unexported commits on the series branch")
-    p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
-    p.add_argument("--jobs", type=int, default=None)
-    p.add_argument("--fragments", help="comma-separated configs/ fragment names")
-    p.add_argument("--results-dir")
+                   help="let the harness drop commits on the prepared tree's series branch "
+                   "that were not exported to kernel-patches/ (git reset --hard)")
+    _accel_option(p)
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="parallel kernel build jobs (default: the number of CPUs)")
+    p.add_argument("--fragments", metavar="A,B",
+                   help="comma-separated configs/<name>.config fragments (default: base,debug,lean)")
+    p.add_argument("--results-dir", metavar="DIR",
+                   help="write the results here instead of results/<time>-<suite>")
+    p.add_argument("--test-timeout", type=float, default=None, metavar="S",
+                   help="a guest test's budget in seconds when it declares none with "
+                   "@pytest.mark.timeout_s, before the accelerator's scale (default 30; "
+                   "make TEST_TIMEOUT=S)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan of every stage (commands, directories, deadlines) "
+                   "and exit without running or touching anything")
+
+
+def _accel_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto",
+                   help="auto (default): KVM if a short probe boot works, cached per host "
+                   "boot, else TCG; kvm or tcg: forced, no probe (make ACCEL=)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="harness", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true", help="print every command")
-    p.add_argument("--dry-run", action="store_true", help="print commands, run nothing")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(prog="harness", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="print every command the harness runs")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           help="what to do; `harness COMMAND --help` for its options")
 
-    s = sub.add_parser("setup", help="install the Debian packages the pipeline needs")
+    s = sub.add_parser("setup", help="install the Debian packages the pipeline needs (apt-get)")
     s.set_defaults(func=cmd_setup)
 
-    r = sub.add_parser("run", help="source, patches, config, build, boot, tests, report")
-    r.add_argument("--suites", choices=["main", "detectors", "negative", "all"], default="main",
-                   help="main: guest tests; detectors: the detector self-test; negative: the "
-                   "negative control (kernel-patches/negative/, one boot per expected "
-                   "lockdep report); all: every one")
-    r.add_argument("--only", nargs="*", help="pytest selection for the main guest suite")
+    r = sub.add_parser("run", help="source, patches, config, build, boot, guest tests, report")
+    r.add_argument("--suites", choices=list(SUITE_CHOICES), default="main",
+                   help="main: the guest tests (one boot); detectors: the detector self-test "
+                   "(one boot per detectors/ file); negative: the negative control "
+                   "(kernel-patches/negative/, one boot per expected lockdep report); all: "
+                   "every one (make test)")
+    r.add_argument("--only", nargs="*", metavar="ID",
+                   help="narrow the main guest suite to these pytest ids, relative to "
+                   "guest-tests/ (checked before anything is built)")
     _kernel_and_vm_options(r)
-    r.add_argument("--build-only", action="store_true")
+    r.add_argument("--build-only", action="store_true",
+                   help="stop after the kernel, the variants and the guest programs are built")
     r.set_defaults(func=cmd_run)
 
     rp = sub.add_parser(
@@ -191,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         "guest-tests/) in rounds, streaming one line per round, until COUNT rounds are done, "
         "a test fails or the kernel reports something (lockdep, KASAN, hung task, WARN...). "
         "Exit status 1 when something was found (the bug reproduced), 0 when every round "
-        "was clean.")
+        "was clean, 2 when the harness or the machine failed.")
     rp.add_argument("only", nargs="+", metavar="TEST", help="e.g. test_lock_ordering.py::"
                     "test_abba_cross_ring_reads[plain]")
     rp.add_argument("--count", type=int, default=0,
@@ -203,27 +264,38 @@ def build_parser() -> argparse.ArgumentParser:
     _kernel_and_vm_options(rp)
     rp.set_defaults(func=cmd_run, suites="reproduce", build_only=False)
 
-    t = sub.add_parser("tree", help="prepare the kernel tree with the series applied")
-    t.add_argument("--force", action="store_true")
+    t = sub.add_parser("tree", help="prepare the kernel tree with the series applied, for editing")
+    t.add_argument("--force", action="store_true",
+                   help="drop unexported commits on the series branch")
     t.set_defaults(func=cmd_tree)
     e = sub.add_parser("export", help="write the tree's commits back to kernel-patches/")
     e.set_defaults(func=cmd_export)
     c = sub.add_parser("series-check",
-                       help="checkpatch every patch, build every prefix of the series")
+                       help="checkpatch --strict and sign-off of every patch, a build of every "
+                       "prefix of the series")
     c.add_argument("--no-build", action="store_true", help="checkpatch and sign-off only")
     c.set_defaults(func=cmd_series_check)
-    sc = sub.add_parser("scan", help="scan a saved console log for kernel reports")
-    sc.add_argument("log")
+    sc = sub.add_parser("scan", help="scan a saved console log for kernel reports (JSON; "
+                        "exit 1 when there are any)")
+    sc.add_argument("log", help="a console log, e.g. results/latest/guest.console.log")
     sc.set_defaults(func=cmd_scan)
     sh = sub.add_parser("shell", help="interactive shell in the guest on the built kernel")
+    _accel_option(sh)
+    sh.add_argument("--dry-run", action="store_true", help="print the vng command and exit")
     sh.set_defaults(func=cmd_shell)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, deps: Deps | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        return int(args.func(args, deps or Deps()))
     except KeyboardInterrupt:
         say("interrupted")
-        return 130
+        return exit_code_for(KeyboardInterrupt())
+    except UsageError as exc:
+        say(f"{args.command}: {exc}")
+        return EXIT_HARNESS
+    except Exception as exc:  # every error has one exit status: errors.py
+        say(f"{args.command}: {exc}")
+        return exit_code_for(exc)

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
+from .errors import HarnessError
 from .layout import DEBIAN_SOURCE_PACKAGE, DEBIAN_SOURCE_VERSION
 from .procs import CommandError, Runner
 
@@ -76,7 +77,7 @@ def installed_version(runner: Runner, name: str) -> str | None:
     return done.output.strip() or None if done.returncode == 0 else None
 
 
-class SetupError(Exception):
+class SetupError(HarnessError):
     pass
 
 

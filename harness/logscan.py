@@ -104,10 +104,13 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from . import protocol
+
 
 class Kind(str, Enum):
     LOCKDEP = "LOCKDEP"
     KASAN = "KASAN"
+    UBSAN = "UBSAN"
     HUNG_TASK = "HUNG_TASK"
     SOFT_LOCKUP = "SOFT_LOCKUP"
     RCU_STALL = "RCU_STALL"
@@ -159,7 +162,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>78]|\x
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 # [    1.234567] or [    1.234567][  T123] (CONFIG_PRINTK_CALLER), maybe after <N>.
 _TIMESTAMP = re.compile(r"(?:<\d{1,2}>)?\[\s*\d+\.\d{6}\](?:\[\s*[CT]\d+\])? ?")
-_MARKER = re.compile(r"harness: (?P<verb>BEGIN|EXPECT|END|TIMEOUT) (?P<nodeid>\S+)(?P<rest>.*)$")
+_MARKER = protocol.MARKER
 
 
 @dataclass(frozen=True)
@@ -262,7 +265,7 @@ _PLUMBING = _skip_set(
     r"nmi_trigger_cpumask_backtrace", r"arch_trigger_cpumask_backtrace", r"watchdog_timer_fn",
     r"(__)?irq_exit_rcu", r"handle_softirqs", r"(__)?do_softirq", r"irqentry_\w+",
     # sanitizers, busy-wait helpers
-    r"kasan_\w+", r"__kasan_\w+", r"__asan_\w+", r"check_memory_region\w*",
+    r"kasan_\w+", r"__kasan_\w+", r"__asan_\w+", r"__ubsan_\w+", r"ubsan_\w+", r"check_memory_region\w*",
     r"__sanitizer_cov_\w+", r"cpu_relax", r"delay_tsc", r"__const_udelay", r"__udelay", r"mdelay",
     r"mem(cpy|move|set|cmp|chr)\w*", r"__mem(cpy|move|set)\w*",
     r"str(n?len|cmp|ncmp|cpy|ncpy|scpy|lcpy|n?str)", r"read_word_at_a_time",
@@ -511,6 +514,9 @@ _OOPSES: tuple[_Oops, ...] = (
     # ---- KASAN (mm/kasan/report.c); must come before the generic BUG rows
     _Oops(name="kasan", header=re.compile(r"^BUG: KASAN: (?P<type>[\w-]+)(?: in (?P<func>[A-Za-z_.$][\w.$]*))?"),
           title=_kasan, end=_End.KASAN, ruled=True),
+    # ---- UBSAN (lib/ubsan.c ubsan_prologue/epilogue): "UBSAN: <check> in <file>:<line>:<col>"
+    _Oops(name="ubsan", header=re.compile(r"^UBSAN: (?P<check>[\w-]+) in (?P<file>[^\s:]+)"),
+          title=_from_stack(Kind.UBSAN, "UBSAN: {check}"), end=_End.TRACE),
     # ---- hangs and lockups
     _Oops(name="hung-task",
           header=re.compile(r"^INFO: task (?P<comm>.*):\d+ blocked (?:in I/O wait )?for more than \d+ seconds\."),
@@ -570,13 +576,11 @@ _OOPSES: tuple[_Oops, ...] = (
 _BY_NAME = {o.name: o for o in _OOPSES}
 _PANIC = _BY_NAME["panic"]
 _OOPS_HEADERS = (_BY_NAME["oops"], _BY_NAME["gpf-legacy"])
-# Cheap filter: a header line contains one of these.
-_HEADER_HINT = re.compile(r"BUG|WARNING|INFO:|Oops|panic|LOCKUP|general protection fault|PANIC")
-
-
 def _match_header(text: str) -> tuple[_Oops, re.Match[str]] | None:
     text = text.lstrip()
-    if not _HEADER_HINT.search(text):
+    # the protocol's "a report starts here", which the guest's reproduce loop
+    # stops at: a header this misses is missed by both, and the tests see it
+    if not protocol.starts_report(text):
         return None
     for oops in _OOPSES:
         if m := oops.header.match(text):
@@ -593,7 +597,7 @@ _PANIC_GAP = 60           # more kernel lines than this between a report and its
 _MAX_EXCERPT_LINES = 80
 _CUT_HERE = re.compile(r"^-+\[ cut here \]-+$")
 _RULER = re.compile(r"^=+$")
-_END_TRACE = re.compile(r"^---\[ end trace [0-9a-f]+ \]---")
+_END_TRACE = re.compile(r"^---\[ end trace (?:[0-9a-f]+ )?\]---")
 _END_PANIC = re.compile(r"^---\[ end Kernel panic")
 _HELD_LOCK = re.compile(r"^\s*#\d+: ")
 _LOCKS_HELD_BY = re.compile(r"^\d+ locks? held by ")

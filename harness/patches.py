@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import variant
+from .errors import EXIT_FAILED, HarnessError
 from .layout import SERIES_BRANCH
 from .procs import Runner
 from .source import GIT_IDENTITY, SourceTree
@@ -22,11 +23,19 @@ from .source import GIT_IDENTITY, SourceTree
 STATE_FILE = "uring-iter-harness-series"
 
 
-class PatchError(Exception):
+class PatchError(HarnessError):
     pass
 
 
+class BadSeries(PatchError):
+    """kernel-patches/series names patches that are not there (exit 1)."""
+
+    exit_code = EXIT_FAILED
+
+
 class PatchConflict(PatchError):
+    exit_code = EXIT_FAILED   # the series does not apply: its fault, not the harness's
+
     def __init__(self, patch: str, reason: str) -> None:
         self.patch = patch
         self.reason = reason
@@ -46,7 +55,7 @@ class PatchResult:
 def read_series(patch_dir: Path) -> list[Path]:
     series = patch_dir / "series"
     if not series.exists():
-        raise PatchError(f"{series} is missing: it lists the patches in order "
+        raise BadSeries(f"{series} is missing: it lists the patches in order "
                          "(an empty file means no patches)")
     patches = []
     for lineno, raw in enumerate(series.read_text().splitlines(), 1):
@@ -55,7 +64,7 @@ def read_series(patch_dir: Path) -> list[Path]:
             continue
         path = patch_dir / line
         if not path.is_file():
-            raise PatchError(f"{series}:{lineno}: {line} does not exist")
+            raise BadSeries(f"{series}:{lineno}: {line} does not exist")
         patches.append(path)
     return patches
 

@@ -1,38 +1,41 @@
 """The run: source -> patches -> config -> build -> boot -> guest tests -> log scan -> report.
 
-Each stage is timed and recorded; a failing stage stops the ones after it
-and is reported with its reason.  Everything a run produces lands in one
-results directory, printed at the end.
+This module keeps the order of the stages and nothing else: what each stage
+does lives in its own module (source, patches, kconfig, build, accel, suites,
+bootsuite), reached through `Steps` so tests replace any of them without
+touching module globals.  Each stage is timed and recorded; a failing stage
+stops the ones after it and is reported with its reason and its kind (a
+series fault or a harness fault, errors.py).  Everything a run produces lands
+in one results directory, printed at the end.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import shlex
 import shutil
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
 from . import build as build_mod
+from . import kconfig, patches, source
 from . import variant as variant_mod
-from .guest import (GuestEnv, MAIN_SUITE, Suite, detector_suites, guest_script, negative_suites,
-                    read_junit)
-from .kconfig import ConfigResult, configure, fragment_files
-from .layout import Layout, cpu_lock
-from .logscan import Kind, ScanResult, scan_file
-from .patches import apply_series
+from .accel import AccelChoice, Probe, choose_accel, host_boot_id
+from .bootsuite import RunVm, boot_suite
+from .errors import is_series_fault
+from .guest import GuestEnv
+from .kconfig import ConfigResult, fragment_files
+from .layout import BASELINE_TAG, DEBIAN_TARBALL, SERIES_BRANCH, Layout, cpu_lock
 from .procs import Runner
 from .report import plain_counts_line, terminal_summary, write_junit, write_summary_json
-from .reproduce import summarize
-from .results import RunResult, StageResult, Status, TestResult
-from .source import prepare_source
-from .verdict import judge_boot
-from .vm import (Accel, Deadlines, VmOutcome, VmSpec, VmStatus, probe_kvm, run_vm)
+from .results import RunResult, StageResult, Status
+from .suites import Suite, deadlines_for, select_suites
+from .vm import Accel, VmSpec, probe_kvm, run_vm, vng_argv
 
 DEFAULT_FRAGMENTS = ["base", "debug", "lean"]
 # Kernel command line for every boot: more than one KASAN report per boot
@@ -46,7 +49,6 @@ DEFAULT_FRAGMENTS = ["base", "debug", "lean"]
 # x86_model or get_cpu_vendor). no5lvl keeps the bit clear from the start.
 KERNEL_ARGS = ("kasan_multi_shot", "log_buf_len=8M", "hung_task_panic=0", "softlockup_panic=0",
                "no5lvl")
-
 
 STRESS_ENV = ("HARNESS_STRESS_SCALE", "HARNESS_STRESS_ROUNDS")
 
@@ -67,7 +69,9 @@ class Options:
     jobs: int | None = None
     cpus: int = 2
     memory: str = "2G"
-    base_test_timeout: float = 30.0   # seconds per guest test under KVM; scaled for TCG
+    # a guest test's budget when it declares none (timeout_s), before scaling;
+    # None: protocol.DEFAULT_BUDGET_S
+    test_timeout: float | None = None
     results_dir: Path | None = None
     build_only: bool = False
     # reproduce mode: the `only` selection in rounds (0: until the first finding)
@@ -76,19 +80,52 @@ class Options:
     variant: str | None = None    # boot kernel-patches/<variant>/ instead of the series
 
 
+def _default_probe(vng: str) -> Probe:
+    def probe(bzimage: Path, console_log: Path, timeout: float) -> tuple[bool, str]:
+        return probe_kvm(VmSpec(kernel=bzimage, accel=Accel.KVM, vng=vng),
+                         console_log=console_log, timeout=timeout, say=lambda s: None)
+    return probe
+
+
+@dataclass(kw_only=True)
+class Steps:
+    """The work behind each stage; tests pass fakes."""
+
+    prepare_source: Callable[..., source.SourceTree] = source.prepare_source
+    apply_series: Callable[..., patches.PatchResult] = patches.apply_series
+    configure: Callable[..., ConfigResult] = kconfig.configure
+    build_kernel: Callable[..., build_mod.BuildResult] = build_mod.build_kernel
+    run_vm: RunVm = run_vm
+    probe: Probe | None = None          # None: a real KVM probe boot
+    boot_id: Callable[[], str] = host_boot_id
+    lock: Callable[[Path, Callable[[str], None]], AbstractContextManager[object]] = cpu_lock
+
+
+def venv_bin(layout: Layout) -> Path:
+    return Path(os.environ.get("VIRTUAL_ENV", layout.repo / ".venv")) / "bin"
+
+
+def stress_env() -> tuple[tuple[str, str], ...]:
+    """The lock-ordering scenarios' round counts, passed on from the host."""
+    return tuple((k, os.environ[k]) for k in STRESS_ENV if os.environ.get(k, "").strip())
+
+
 class Pipeline:
     def __init__(self, opts: Options, runner: Runner, layout: Layout,
-                 say: Callable[[str], None]) -> None:
+                 say: Callable[[str], None], steps: Steps | None = None) -> None:
         self.opts = opts
         self.runner = runner
         self.layout = layout
         self.say = say
+        self.steps = steps or Steps()
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         self.results = opts.results_dir or (layout.results_root / f"{stamp}-{opts.suites}")
-        self.results.mkdir(parents=True, exist_ok=True)
         self.run = RunResult(results_dir=str(self.results))
-        self.vng = str(Path(os.environ.get("VIRTUAL_ENV", layout.repo / ".venv")) / "bin" / "vng")
-        self.python = Path(os.environ.get("VIRTUAL_ENV", layout.repo / ".venv")) / "bin" / "python"
+        self.vng = str(venv_bin(layout) / "vng")
+        self.python = venv_bin(layout) / "python"
+
+    def _lock(self) -> AbstractContextManager[object]:
+        return self.steps.lock(self.layout.cpu_lock, self.say)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[StageResult]:
@@ -101,7 +138,9 @@ class Pipeline:
             result.status = Status.FAIL if result.status.ok else result.status
             raise
         except Exception as exc:  # every stage error becomes a reported failure
-            result.status = Status.ERROR if isinstance(exc, OSError) else Status.FAIL
+            # a series fault fails the run (exit 1); anything else is the
+            # harness's or the machine's (exit 2), a harness bug included
+            result.status = Status.FAIL if is_series_fault(exc) else Status.ERROR
             result.detail = f"{type(exc).__name__}: {exc}"
             self.say(f"{name}: FAILED: {exc}")
             raise StageFailed(name) from exc
@@ -110,6 +149,7 @@ class Pipeline:
             self.run.stages.append(result)
 
     def execute(self) -> RunResult:
+        self.results.mkdir(parents=True, exist_ok=True)
         try:
             self._execute()
         except StageFailed:
@@ -118,25 +158,33 @@ class Pipeline:
             self._finish()
         return self.run
 
+    def suites(self) -> list[Suite]:
+        return select_suites(self.layout, self.opts.suites, only=tuple(self.opts.only),
+                             stress_env=stress_env(), repeat=self.opts.repeat,
+                             repeat_minutes=self.opts.repeat_minutes, variant=self.opts.variant)
+
+    def _flavour(self, src: source.SourceTree) -> str:
+        # one build directory per source tree: objects of two trees must never
+        # share an O= directory
+        if src.user_tree:
+            return self.opts.flavour + "-" + hashlib.sha256(str(src.path).encode()).hexdigest()[:10]
+        return self.opts.flavour
+
     # -- stages ---------------------------------------------------------------
 
     def _execute(self) -> None:
-        opts, runner, layout, say = self.opts, self.runner, self.layout, self.say
+        opts, runner, layout, say, steps = self.opts, self.runner, self.layout, self.say, self.steps
         with self.stage("source") as st:
-            src = prepare_source(runner, layout, say, opts.kernel_src)
+            src = steps.prepare_source(runner, layout, say, opts.kernel_src)
             st.detail = f"Linux {src.version} at {src.path}"
             self.run.info["kernel_version"] = src.version
-        # one build directory per source tree: objects of two trees must never
-        # share an O= directory
-        flavour = opts.flavour
-        if src.user_tree:
-            flavour += "-" + hashlib.sha256(str(src.path).encode()).hexdigest()[:10]
+        flavour = self._flavour(src)
         build_dir = layout.build_dir(flavour)
         # the lock covers the tree too: another run (or series-check) must not
         # switch the patches under a build
-        with cpu_lock(layout.cpu_lock, say):
+        with self._lock():
             with self.stage("patches") as st:
-                patched = apply_series(runner, src, layout.patches, say, force=opts.force)
+                patched = steps.apply_series(runner, src, layout.patches, say, force=opts.force)
                 st.detail = patched.skipped_reason or f"{len(patched.applied)} patch(es) applied"
                 st.data = {"applied": patched.applied, "head": patched.head}
                 self.run.info["patches"] = len(patched.applied)
@@ -152,54 +200,71 @@ class Pipeline:
             with self.stage("guest-build") as st:
                 guest_bin = layout.guest_build_dir(flavour)
                 guest_bin.mkdir(parents=True, exist_ok=True)
-                runner.run(["make", "-C", str(layout.guest_tests), f"OUT={guest_bin}",
-                            f"VMLINUX={built.vmlinux}", f"KERNEL_HEADERS={built.headers}/include",
-                            f"KSRC={src.path}"],
+                runner.run(self._guest_build_argv(guest_bin, built.vmlinux, built.headers,
+                                                  src.path),
                            log_path=self.results / "guest-build.log")
                 st.detail = str(guest_bin)
-            suites = self._suites()
+            suites = self.suites()
             kernels: dict[str | None, build_mod.BuildResult] = {None: built}
             for name in sorted({s.variant for s in suites if s.variant}):
                 kernels[name] = self._build_variant(name, src.path, build_dir, flavour)
         if opts.build_only:
             return
         with self.stage("accel") as st:
-            accel, why = self._choose_accel(built.bzimage)
-            st.detail = f"{accel.value}: {why}"
-            self.run.info["accel"] = accel.value
-            self.run.info["accel_reason"] = why
-        spec = VmSpec(kernel=built.bzimage, accel=accel, cpus=opts.cpus, memory=opts.memory,
-                      append=KERNEL_ARGS, rwdirs=(self.results,),
-                      monitor=self.results / "qemu-monitor.sock", vng=self.vng)
+            choice = self._choose_accel(built.bzimage)
+            st.detail = f"{choice.accel.value}: {choice.why}"
+            self.run.info["accel"] = choice.accel.value
+            self.run.info["accel_reason"] = choice.why
+        spec = self._vm_spec(built.bzimage, choice.accel)
         self.run.info["timeout_scale"] = spec.scale
-        env = GuestEnv(repo=layout.repo, python=self.python, guest_bin=guest_bin,
-                       kernel_release=built.release, timeout_scale=spec.scale,
-                       test_timeout=opts.base_test_timeout)
+        env = self._guest_env(guest_bin, built.release, spec.scale)
         failed_boots = []
         for suite in suites:
             kernel = kernels[suite.variant]
             try:
-                self._boot_suite(suite, replace(spec, kernel=kernel.bzimage),
-                                 replace(env, kernel_release=kernel.release))
+                self._boot(suite, replace(spec, kernel=kernel.bzimage),
+                           replace(env, kernel_release=kernel.release))
             except StageFailed:
                 failed_boots.append(suite.name)
         if failed_boots:
             raise StageFailed(", ".join(failed_boots))
 
+    def _guest_build_argv(self, out: Path, vmlinux: Path, headers: Path, tree: Path) -> list[str]:
+        return ["make", "-C", str(self.layout.guest_tests), f"OUT={out}", f"VMLINUX={vmlinux}",
+                f"KERNEL_HEADERS={headers}/include", f"KSRC={tree}"]
+
+    def _vm_spec(self, bzimage: Path, accel: Accel) -> VmSpec:
+        return VmSpec(kernel=bzimage, accel=accel, cpus=self.opts.cpus, memory=self.opts.memory,
+                      append=KERNEL_ARGS, rwdirs=(self.results,),
+                      monitor=self.results / "qemu-monitor.sock", vng=self.vng)
+
+    def _guest_env(self, guest_bin: Path, release: str, scale: float) -> GuestEnv:
+        return GuestEnv(repo=self.layout.repo, python=self.python, guest_bin=guest_bin,
+                        kernel_release=release, timeout_scale=scale,
+                        test_timeout=self.opts.test_timeout)
+
+    def _choose_accel(self, bzimage: Path) -> AccelChoice:
+        return choose_accel(self.opts.accel, bzimage=bzimage, cache=self.layout.cache,
+                            console_log=self.results / "kvm-probe.console.log",
+                            probe=self.steps.probe or _default_probe(self.vng),
+                            boot_id=self.steps.boot_id, lock=self._lock, say=self.say)
+
     def _configure(self, tree: Path, build_dir: Path, keep_as: str) -> ConfigResult:
         """The harness config in build_dir, a copy kept in the results as keep_as."""
-        cfg = configure(self.runner, source=tree, build_dir=build_dir,
-                        fragments=fragment_files(self.layout.configs, self.opts.fragments),
-                        configkernel=str(Path(self.vng).with_name("virtme-configkernel")),
-                        say=self.say)
+        cfg = self.steps.configure(self.runner, source=tree, build_dir=build_dir,
+                                   fragments=fragment_files(self.layout.configs,
+                                                            self.opts.fragments),
+                                   configkernel=str(Path(self.vng).with_name(
+                                       "virtme-configkernel")),
+                                   say=self.say)
         shutil.copyfile(cfg.config_path, self.results / keep_as)
         return cfg
 
     def _build(self, tree: Path, build_dir: Path, log_name: str) -> build_mod.BuildResult:
-        return build_mod.build_kernel(self.runner, source=tree, build_dir=build_dir,
-                                      ccache_dir=self.layout.ccache,
-                                      log_path=self.results / log_name, say=self.say,
-                                      jobs=self.opts.jobs)
+        return self.steps.build_kernel(self.runner, source=tree, build_dir=build_dir,
+                                       ccache_dir=self.layout.ccache,
+                                       log_path=self.results / log_name, say=self.say,
+                                       jobs=self.opts.jobs)
 
     def _build_variant(self, name: str, tree: Path, series_build: Path,
                        flavour: str) -> build_mod.BuildResult:
@@ -221,128 +286,20 @@ class Pipeline:
             st.data = {"steps": built.objects_built, "seeded": seeded, "changed": paths}
         return built
 
-    def _suites(self) -> list[Suite]:
-        # the lock-ordering scenarios' round counts, passed on from the host
-        stress = tuple((k, os.environ[k]) for k in STRESS_ENV if os.environ.get(k, "").strip())
-        if self.opts.repeat is not None:
-            return [Suite(name="reproduce", selection=tuple(self.opts.only),
-                          repeat=self.opts.repeat, repeat_seconds=60 * self.opts.repeat_minutes,
-                          variant=self.opts.variant,
-                          env=stress + ((("HARNESS_NEGATIVE", "1"),) if self.opts.variant else ()))]
-        main = replace(MAIN_SUITE, env=MAIN_SUITE.env + stress)
-        if self.opts.only:
-            main = Suite(name="guest", selection=tuple(self.opts.only), env=stress)
-        if self.opts.suites == "main":
-            return [main]
-        if self.opts.suites == "detectors":
-            return detector_suites(self.layout)
-        if self.opts.suites == "negative":
-            return negative_suites(self.layout)
-        return [main, *detector_suites(self.layout), *negative_suites(self.layout)]
-
-    def _choose_accel(self, bzimage: Path) -> tuple[Accel, str]:
-        if self.opts.accel in ("kvm", "tcg"):
-            return Accel(self.opts.accel), "forced by ACCEL"
-        cache = self.layout.cache / "kvm-probe.json"
-        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        if cache.exists():
-            data = json.loads(cache.read_text())
-            if data.get("boot_id") == boot_id:
-                return Accel(data["accel"]), data["why"] + " (probed earlier this host boot)"
-        self.say("accel: probing KVM with one short boot (at most 45 s)")
-        with cpu_lock(self.layout.cpu_lock, self.say):
-            ok, why = probe_kvm(VmSpec(kernel=bzimage, accel=Accel.KVM, vng=self.vng),
-                                console_log=self.results / "kvm-probe.console.log", timeout=45,
-                                say=self.say)
-        accel = Accel.KVM if ok else Accel.TCG
-        why = why if ok else f"TCG (software emulation, timeouts x{VmSpec(kernel=bzimage, accel=Accel.TCG).scale:g}): {why}"
-        cache.write_text(json.dumps({"boot_id": boot_id, "accel": accel.value, "why": why}))
-        return accel, why
-
-    def _boot_suite(self, suite: Suite, spec: VmSpec, env: GuestEnv) -> None:
+    def _boot(self, suite: Suite, spec: VmSpec, env: GuestEnv) -> None:
         with self.stage(f"boot:{suite.name}") as st:
-            script = self.results / f"{suite.name}.guest.sh"
-            script.write_text(guest_script(suite, env, self.results))
-            per_test = self.opts.base_test_timeout * spec.scale
-            total = 900 * spec.scale
-            if suite.repeat is not None:  # the guest keeps the loop within its budget
-                total = suite.repeat_seconds + 60 * spec.scale + per_test + 120
-            deadlines = Deadlines(boot=60 * spec.scale, per_test=per_test + 60 * spec.scale,
-                                  total=total)
-            outcome: VmOutcome | None = None
-            for attempt in (1, 2):
-                console = self.results / f"{suite.name}.console.log"
-                if attempt == 2:
-                    console.rename(self.results / f"{suite.name}.console.attempt1.log")
-                if spec.monitor is not None:
-                    spec.monitor.unlink(missing_ok=True)
-                with cpu_lock(self.layout.cpu_lock, self.say):
-                    outcome = run_vm(spec, f"sh {script}", console_log=console,
-                                     deadlines=deadlines, say=self.say)
-                scan = scan_file(console)
-                if attempt == 1 and self._boot_broke_before_tests(outcome, scan):
-                    self.say(f"boot:{suite.name}: the kernel failed before the first test "
-                             f"({outcome.status.value}: {outcome.detail}); retrying once")
-                    st.data["retried"] = outcome.detail or outcome.status.value
-                    continue
-                break
-            assert outcome is not None
-            junit = read_junit(self.results / f"{suite.name}.junit.xml")
-            tests, findings = judge_boot(suite, junit, scan, outcome)
-            if suite.repeat is not None:
-                tests += self._reproduce_summary(suite, console, scan, outcome, st.data)
-            self.run.tests += tests
-            self.run.findings += findings
-            st.data.update({"vm": outcome.status.value, "vm_seconds": round(outcome.seconds, 1),
-                            "boot_seconds": round(outcome.boot_seconds or 0, 1),
-                            "exit_code": outcome.exit_code})
-            bad = [t for t in tests if not t.status.ok]
-            st.detail = (f"{outcome.status.value} in {outcome.seconds:.0f}s, "
-                         f"{len(tests) - len(bad)}/{len(tests)} ok")
-            if bad:
-                st.status = Status.FAIL
+            report = boot_suite(suite, spec, env, results=self.results, run_vm=self.steps.run_vm,
+                                lock=self._lock, say=self.say)
+            self.run.tests += report.tests
+            self.run.findings += report.findings
+            if report.reproduce is not None:
+                self.run.info[f"reproduce:{suite.name}"] = report.reproduce
+            st.data.update(report.data)
+            st.detail = report.detail
+            if not report.ok:
+                st.status = (Status.ERROR if any(t.status is Status.ERROR for t in report.tests)
+                             else Status.FAIL)
                 raise StageFailed(suite.name)
-
-    def _reproduce_summary(self, suite: Suite, console: Path, scan: ScanResult,
-                           outcome: VmOutcome, data: dict[str, object]) -> list[TestResult]:
-        """The reproduce line; for a suite with stop_round, whether the loop
-        really stopped at the first finding (it is the loop's own self-test)."""
-        assert suite.repeat is not None
-        # bytes, not read_text(): universal newlines would renumber the lines
-        summary = summarize(console.read_bytes().decode(errors="replace"), scan,
-                            tests=suite.selection,
-                            requested=suite.repeat,
-                            seconds=outcome.seconds - (outcome.boot_seconds or 0),
-                            vm_detail=f"{outcome.status.value}: {outcome.detail}",
-                            vm_problem=(None if outcome.status is VmStatus.COMPLETED
-                                        else f"{outcome.status.value}: {outcome.detail}"))
-        (self.results / f"{suite.name}.reproduce.txt").write_text(summary.line() + "\n")
-        self.run.info[f"reproduce:{suite.name}"] = summary.as_dict()
-        data["reproduce"] = summary.as_dict()
-        self.say(summary.line())
-        if suite.stop_round is None:
-            return []
-        stopped_there = (summary.finding_round == suite.stop_round
-                         and summary.rounds == suite.stop_round
-                         and summary.stopped.startswith("kernel report"))
-        return [TestResult(
-            suite=suite.name, name="<reproduce loop>",
-            status=Status.PASS if stopped_there else Status.FAIL,
-            message=(f"stopped in round {summary.rounds} at the first finding ({summary.finding})"
-                     if stopped_there else
-                     f"the loop had to stop in round {suite.stop_round} at the first finding; "
-                     f"it ran {summary.rounds} round(s), first finding in round "
-                     f"{summary.finding_round}, stopped: {summary.stopped}"))]
-
-    @staticmethod
-    def _boot_broke_before_tests(outcome: VmOutcome, scan: object) -> bool:
-        from .logscan import ScanResult
-        assert isinstance(scan, ScanResult)
-        if outcome.status is VmStatus.BOOT_FAILURE:
-            return True
-        if scan.tests:
-            return False
-        return any(f.kind in (Kind.BUG, Kind.GPF, Kind.PANIC) for f in scan.findings)
 
     def _finish(self) -> None:
         write_summary_json(self.run, self.results / "summary.json")
@@ -357,3 +314,57 @@ class Pipeline:
         print(terminal_summary(self.run))
         print(plain_counts_line(self.run))
         print(f"results: {self.results}")
+
+    # -- the plan (--dry-run) -------------------------------------------------
+
+    def plan(self) -> list[str]:
+        """What execute() would do, stage by stage, without running or
+        touching anything (no directory is created, no lock taken)."""
+        opts, layout = self.opts, self.layout
+        tree = opts.kernel_src or layout.source
+        user_tree = opts.kernel_src is not None
+        flavour = (self._flavour(source.SourceTree(path=tree, version="?", baseline=None,
+                                                   user_tree=True)) if user_tree
+                   else opts.flavour)
+        build_dir = layout.build_dir(flavour)
+        guest_bin = layout.guest_build_dir(flavour)
+        lines = []
+        if user_tree:
+            lines.append(f"source: use the kernel tree {tree} as it is")
+            lines.append("patches: none (a KERNEL_SRC tree is built as it is)")
+        else:
+            lines.append(f"source: {tree} (unpacked once from {DEBIAN_TARBALL} and "
+                         f"committed as {BASELINE_TAG})")
+            series = patches.read_series(layout.patches)
+            lines.append(f"patches: git am {len(series)} patch(es) of {layout.patches}/series "
+                         f"onto {BASELINE_TAG}, branch {SERIES_BRANCH}"
+                         + (" (--force: drop unexported commits)" if opts.force else ""))
+        frags = fragment_files(layout.configs, opts.fragments)
+        lines.append(f"config: virtme-configkernel --defconfig in {build_dir}, then "
+                     + ", ".join(str(f.relative_to(layout.repo)) for f in frags)
+                     + ", olddefconfig, every requested option verified")
+        lines.append("build: " + shlex.join(build_mod.make_argv(
+            tree, build_dir, opts.jobs or os.cpu_count() or 2)) + " (and headers_install)")
+        lines.append("guest-build: " + shlex.join(self._guest_build_argv(
+            guest_bin, build_dir / "vmlinux", build_dir / "usr-headers", tree)))
+        suites = self.suites()
+        for name in sorted({s.variant for s in suites if s.variant}):
+            lines.append(f"build:{name}: the series plus {layout.patches / name}/ into "
+                         f"{layout.build_dir(flavour + '-' + name)}")
+        if opts.build_only:
+            return lines
+        lines.append("accel: " + ({"kvm": "KVM (forced)", "tcg": "TCG (forced)"}.get(
+            opts.accel, "KVM if a short probe boot works (cached per host boot), else TCG")))
+        accel = Accel.KVM if opts.accel == "kvm" else Accel.TCG
+        spec = self._vm_spec(build_dir / "arch/x86/boot/bzImage", accel)
+        for suite in suites:
+            dl = deadlines_for(suite, spec.scale)
+            lines.append(f"boot:{suite.name}: pytest {' '.join(suite.selection)}"
+                         + (f" in rounds (repeat={suite.repeat})" if suite.repeat is not None
+                            else "")
+                         + f"; deadlines ({accel.value}): boot {dl.boot:.0f}s, idle "
+                         f"{dl.idle:.0f}s, whole {dl.total:.0f}s, each test its budget + grace")
+            lines.append("    " + shlex.join(vng_argv(
+                spec, f"sh {self.results / (suite.name + '.guest.sh')}")))
+        lines.append(f"report: {self.results}/summary.json, junit.xml, console logs")
+        return lines

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Callable, Mapping, Protocol, Sequence
 
 LineSink = Callable[[str], None]
+from .errors import HarnessError
 
 
-class CommandError(Exception):
+class CommandError(HarnessError):
     """A command failed; carries enough of its output to explain why."""
 
     def __init__(self, argv: Sequence[str], returncode: int, output: str,

@@ -89,8 +89,7 @@ def terminal_summary(run: RunResult) -> str:
     for f in unexpected:
         where = f"{f.suite}::{f.test}" if f.test else f"{f.suite} (outside tests)"
         lines.append(f"  finding       {f.title}  [{where}]")
-    counts = run.counts()
-    lines.append("  tests: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+    lines.append("  tests: " + counts_text(run))
     lines.append(f"  RESULT: {'PASS' if run.ok else 'FAIL'}")
     lines.append("=" * 72)
     if os.environ.get("GITHUB_ACTIONS"):
@@ -112,10 +111,18 @@ def splat_lines(excerpt: str, limit: int = 8) -> list[str]:
     return picked
 
 
+def counts_text(run: RunResult) -> str:
+    """'N passed, N failed, N skipped' and what the failures were; the same
+    numbers as plain_counts_line()."""
+    tl = run.tally()
+    text = f"{tl['passed']} passed, {tl['failed']} failed, {tl['skipped']} skipped"
+    parts = [f"{v} {k}" for k, v in run.counts().items() if v and k not in ("pass", "skip")]
+    if tl["failed_stages"]:
+        parts.append(f"{tl['failed_stages']} stage(s) failed")
+    return text + (f" ({', '.join(parts)})" if parts else "")
+
+
 def plain_counts_line(run: RunResult) -> str:
     """'N passed, N failed' on its own line, for CI log readers."""
-    counts = run.counts()
-    passed = counts["pass"]
-    failed = counts["fail"] + counts["crashed"] + counts["error"] + counts["inconclusive"]
-    failed += sum(1 for s in run.stages if not s.status.ok)
-    return f"harness: {passed} passed, {failed} failed, {counts['skip']} skipped"
+    t = run.tally()
+    return f"harness: {t['passed']} passed, {t['failed']} failed, {t['skipped']} skipped"

@@ -12,10 +12,11 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
+from . import protocol
 from .logscan import Finding, ScanResult
 
-_ROUND = re.compile(r"harness: ROUND (\d+)\s*$")
-_DONE = re.compile(r"harness: REPRO DONE rounds=(\d+) ?(.*?)\s*$")
+_ROUND = protocol.ROUND
+_DONE = protocol.REPRO_DONE
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -34,6 +34,7 @@ class FindingRecord:
 
 @dataclass(kw_only=True)
 class TestResult:
+    __test__ = False   # not a pytest test class
     suite: str
     name: str
     status: Status
@@ -79,6 +80,19 @@ class RunResult:
             out[t.status.value] += 1
         return out
 
+    def tally(self) -> dict[str, int]:
+        """The one count both summary lines print: a failed stage counts as a
+        failure beside the failed tests (a run whose build failed ran no test,
+        and must not read "0 failed")."""
+        tests = self.counts()
+        failed_tests = sum(v for k, v in tests.items() if k not in ("pass", "skip"))
+        failed_stages = sum(1 for s in self.stages if not s.status.ok
+                            and not any(t.suite == s.name.removeprefix("boot:")
+                                        for t in self.tests if not t.status.ok))
+        return {"passed": tests["pass"], "failed": failed_tests + failed_stages,
+                "skipped": tests["skip"], "failed_tests": failed_tests,
+                "failed_stages": failed_stages}
+
     def to_json(self) -> dict[str, Any]:
         def conv(obj: Any) -> Any:
             if isinstance(obj, enum.Enum):
@@ -92,8 +106,22 @@ class RunResult:
             "ok": self.ok,
             "results_dir": self.results_dir,
             "counts": self.counts(),
+            "tally": self.tally(),
+            "exit_code": run_exit_code(self),
             "info": conv(self.info),
             "stages": [conv(asdict(s)) for s in self.stages],
             "tests": [conv(asdict(t)) for t in self.tests],
             "findings": [conv(asdict(f)) for f in self.findings],
         }
+
+
+def run_exit_code(run: RunResult) -> int:
+    """0 green; 2 when the harness or the machine failed anywhere (a stage or a
+    boot in ERROR: its results are incomplete); 1 for any other failure."""
+    from .errors import EXIT_FAILED, EXIT_HARNESS, EXIT_OK
+    if run.ok:
+        return EXIT_OK
+    if any(s.status is Status.ERROR for s in run.stages) or any(
+            t.status is Status.ERROR for t in run.tests):
+        return EXIT_HARNESS
+    return EXIT_FAILED

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .errors import HarnessError
 from .layout import BASELINE_TAG, DEBIAN_TARBALL, KERNEL_VERSION, Layout
 from .procs import Runner
 
 GIT_IDENTITY = ["-c", "user.name=uring-iter-harness", "-c", "user.email=harness@localhost"]
 
 
-class SourceError(Exception):
+class SourceError(HarnessError):
     pass
 
 

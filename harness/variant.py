@@ -29,13 +29,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import HarnessError
 from .procs import CommandError, Runner
 
 MARKER = "uring-iter-harness-variant"
 MEMORY = ".harness-variant.json"
 
 
-class VariantError(Exception):
+class VariantError(HarnessError):
     pass
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 
-from .guest import JUnitCase, Suite
+from .guest import Suite
 from .logscan import Finding, Kind, ScanResult
+from .protocol import GuestResult
 from .results import FindingRecord, Status, TestResult
 from .vm import VmOutcome, VmStatus
 
@@ -34,15 +35,18 @@ def _dedup(findings: list[Finding]) -> list[tuple[Finding, int]]:
     return [(f, repeats[key]) for key, f in first.items()]
 
 
-def _json_property(case: JUnitCase | None, name: str) -> object:
-    """A JUnit property a test recorded as JSON; None when absent, "" when unparsable."""
-    for key, value in case.properties if case else ():
-        if key == name:
-            try:
-                return json.loads(value)
-            except ValueError:
-                return ""
-    return None
+def _json_property(case: GuestResult | None, name: str) -> object:
+    """A property a test recorded (record_property) as JSON text or as a value;
+    None when absent, "" when unparsable."""
+    if case is None or name not in case.properties:
+        return None
+    value = case.properties[name]
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return ""
 
 
 def _counts(data: object) -> dict[str, int]:
@@ -51,13 +55,13 @@ def _counts(data: object) -> dict[str, int]:
     return {str(k): int(v) for k, v in data.items() if isinstance(v, (int, float))}
 
 
-def outcome_counts(case: JUnitCase | None) -> dict[str, int]:
+def outcome_counts(case: GuestResult | None) -> dict[str, int]:
     """The "outcomes" property a scenario recorded: a JSON object of counts."""
     data = _json_property(case, "outcomes")
     return {"unparsable": 1} if data == "" else _counts(data)
 
 
-def scenario_counts(case: JUnitCase | None) -> dict[str, dict[str, int]]:
+def scenario_counts(case: GuestResult | None) -> dict[str, dict[str, int]]:
     """The "scenarios" property: {scenario: {count name: number}}."""
     data = _json_property(case, "scenarios")
     if not isinstance(data, dict):
@@ -65,11 +69,22 @@ def scenario_counts(case: JUnitCase | None) -> dict[str, dict[str, int]]:
     return {str(k): _counts(v) for k, v in data.items() if isinstance(v, dict)}
 
 
-def judge_boot(suite: Suite, junit: list[JUnitCase], scan: ScanResult, vm: VmOutcome
+def _last_or_failed(records: list[GuestResult]) -> dict[str, GuestResult]:
+    """One record per test (by its marker id): the last round's, or the first
+    round in which it did not pass (reproduce mode runs tests in rounds)."""
+    out: dict[str, GuestResult] = {}
+    for r in records:
+        prev = out.get(r.marker_id)
+        if prev is None or prev.outcome in ("passed", "skipped"):
+            out[r.marker_id] = r
+    return out
+
+
+def judge_boot(suite: Suite, guest_results: list[GuestResult], scan: ScanResult, vm: VmOutcome
                ) -> tuple[list[TestResult], list[FindingRecord]]:
-    by_id = {c.nodeid: c for c in junit}
+    by_id = _last_or_failed(guest_results)
     names: list[str] = list(scan.tests)
-    names += [c.nodeid for c in junit if c.nodeid not in scan.tests]
+    names += [k for k in by_id if k not in scan.tests]
     deduped = _dedup(scan.findings)
     titles_in_tests = {(f.kind, f.title) for f, _ in deduped if f.test is not None}
     records: list[FindingRecord] = []
@@ -166,7 +181,7 @@ def judge_boot(suite: Suite, junit: list[JUnitCase], scan: ScanResult, vm: VmOut
                                   message=f"pytest in the guest exited with {vm.exit_code} "
                                           f"(collection or usage error? see "
                                           f"{suite.name}.pytest.log)"))
-    if not junit and not scan.tests and vm_ok:
+    if not guest_results and not scan.tests and vm_ok:
         results.append(TestResult(suite=suite.name, name="<no tests>", status=Status.FAIL,
                                   message="the guest ran no test"))
     return results, records

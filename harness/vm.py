@@ -18,20 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
-GUEST_START = "harness: GUEST START"
-# Markers are matched up to the end of their line: pexpect may hand over a
-# half-written line, and a node id cut at the buffer's end must not match.
-_BEGIN = re.compile(r"harness: BEGIN (\S+)[^\n]*\n")
-_END = re.compile(r"harness: END (\S+) outcome=(\S+)[^\n]*\n")
-_TIMEOUT = re.compile(r"harness: TIMEOUT (\S+)[^\n]*\n")
-_PANIC = re.compile(r"Kernel panic - not syncing")
-# reproduce mode: one marker per round, one when the loop ends
-_ROUND = re.compile(r"harness: ROUND (\d+)[^\n]*\n")
-_REPRO_DONE = re.compile(r"harness: REPRO DONE ([^\n]*?)\r*\n")
+from . import protocol
+
+GUEST_START = protocol.GUEST_START
+_PANIC = re.compile(rb"Kernel panic - not syncing")
 # A kernel report before the guest started its command: the boot is broken
 # (under TCG a rare early-boot crash can loop for minutes).  Only consulted
 # until the guest starts.
-_BOOT_CRASH = re.compile(r"(BUG: |Oops: |general protection fault)")
+_BOOT_CRASH = re.compile(rb"(BUG: |Oops: |general protection fault)")
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
 
 
 class Accel(str, enum.Enum):
@@ -129,15 +126,23 @@ def pexpect_console(argv: list[str], log_path: Path) -> Console:
 
 @dataclass(frozen=True, kw_only=True)
 class Deadlines:
+    """How long the host waits, each a backstop behind the guest's own watchdog.
+
+    Inside a test window (BEGIN .. END) the limit is the budget the BEGIN
+    marker carries plus protocol.host_grace(scale); outside one (collection,
+    between tests, an old guest without budgets) it is `idle` of silence."""
+
     boot: float       # from start to the guest's start marker
-    per_test: float   # host-side backstop; the guest's own watchdog fires first
+    idle: float       # silence allowed outside a test window
     total: float
+    scale: float = 1.0
     after_panic: float = 20.0
     after_sysrq: float = 15.0   # time for the guest to print the sysrq dumps
     after_boot_crash: float = 20.0  # a crash before the guest started: give up soon
 
 
-def send_sysrq(monitor: Path, keys: str, say: Callable[[str], None]) -> bool:
+def send_sysrq(monitor: Path, keys: str, say: Callable[[str], None],
+               sleep: Sleep = time.sleep) -> bool:
     """Presses alt-sysrq-<key> on the guest's keyboard through the QEMU monitor."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -145,111 +150,134 @@ def send_sysrq(monitor: Path, keys: str, say: Callable[[str], None]) -> bool:
             sock.connect(str(monitor))
             for key in keys:
                 sock.sendall(f"sendkey alt-sysrq-{key}\n".encode())
-                time.sleep(0.5)
+                sleep(0.5)   # the guest reads one key at a time
         return True
     except OSError as exc:
         say(f"vm: could not reach the QEMU monitor for sysrq: {exc}")
         return False
 
 
+class _Watch:
+    """What the console said so far, and how long the host may still wait."""
+
+    def __init__(self, deadlines: Deadlines, start: float) -> None:
+        self.dl = deadlines
+        self.start = start
+        self.started_at: float | None = None
+        self.panic_at: float | None = None
+        self.boot_crash_at: float | None = None
+        self.last_progress = start
+        self.window: tuple[str, float] | None = None   # (nodeid, its deadline in seconds)
+        self.rounds = 0
+        self.tests: list[str] = []
+
+    def limit(self) -> tuple[float, str]:
+        """The earliest deadline and what it is."""
+        limits = [(self.start + self.dl.total, "total")]
+        if self.started_at is None:
+            limits.append((self.start + self.dl.boot, "boot"))
+        elif self.window is not None:
+            limits.append((self.last_progress + self.window[1], "window"))
+        else:
+            limits.append((self.last_progress + self.dl.idle, "idle"))
+        if self.panic_at is not None:
+            limits.append((self.panic_at + self.dl.after_panic, "panic"))
+        if self.boot_crash_at is not None and self.started_at is None:
+            limits.append((self.boot_crash_at + self.dl.after_boot_crash, "boot-crash"))
+        return min(limits)
+
+    def expired(self, now: float) -> tuple[VmStatus, str]:
+        what = self.limit()[1]
+        current = self.window[0] if self.window else (self.tests[-1] if self.tests else None)
+        if self.panic_at is not None:
+            return VmStatus.PANIC, "kernel panicked and the VM did not end"
+        if self.started_at is None:
+            if self.boot_crash_at is not None:
+                return VmStatus.BOOT_FAILURE, (
+                    f"the kernel crashed while booting ({now - self.boot_crash_at:.0f}s ago) "
+                    "and the guest never started the command")
+            return VmStatus.BOOT_FAILURE, (
+                f"the guest did not start the command within {self.dl.boot:.0f}s")
+        if what == "total":
+            return VmStatus.HANG, (f"the whole run exceeded {self.dl.total:.0f}s"
+                                   + (f" while running {current}" if current else ""))
+        if what == "window" and self.window is not None:
+            return VmStatus.HANG, (
+                f"{self.window[0]} did not end within {self.window[1]:.0f}s (its budget plus "
+                f"{protocol.host_grace(self.dl.scale):.0f}s of grace), and the guest's "
+                "watchdog did not report it")
+        return VmStatus.HANG, (f"no progress for {self.dl.idle:.0f}s"
+                               + (f" after {current}" if current else ""))
+
+
 def run_vm(spec: VmSpec, command: str, *, console_log: Path, deadlines: Deadlines,
-           say: Callable[[str], None], spawn: ConsoleFactory = pexpect_console) -> VmOutcome:
+           say: Callable[[str], None], spawn: ConsoleFactory = pexpect_console,
+           clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> VmOutcome:
     import pexpect
 
     argv = vng_argv(spec, command)
     console_log.parent.mkdir(parents=True, exist_ok=True)
     with open(console_log, "ab") as f:
         f.write(f"### harness: {' '.join(argv)}\n".encode())
-    start = time.monotonic()
+    start = clock()
     child = spawn(argv, console_log)
-    patterns: list[object] = [GUEST_START, _BEGIN, _END, _TIMEOUT, _PANIC,
-                              pexpect.EOF, pexpect.TIMEOUT, _BOOT_CRASH, _ROUND, _REPRO_DONE]
-    started_at: float | None = None
-    panic_at: float | None = None
-    boot_crash_at: float | None = None
-    current: str | None = None
-    rounds = 0
-    tests: list[str] = []
+    patterns: list[object] = [GUEST_START.encode(), protocol.CONSOLE_BEGIN, protocol.CONSOLE_END,
+                              protocol.CONSOLE_TIMEOUT, _PANIC, pexpect.EOF, pexpect.TIMEOUT,
+                              _BOOT_CRASH, protocol.CONSOLE_ROUND, protocol.CONSOLE_REPRO_DONE]
+    w = _Watch(deadlines, start)
     status: VmStatus | None = None
     detail = ""
 
-    def remaining() -> float:
-        now = time.monotonic()
-        limits = [start + deadlines.total]
-        if started_at is None:
-            limits.append(start + deadlines.boot)
-        else:
-            limits.append(last_progress + deadlines.per_test)
-        if panic_at is not None:
-            limits.append(panic_at + deadlines.after_panic)
-        if boot_crash_at is not None and started_at is None:
-            limits.append(boot_crash_at + deadlines.after_boot_crash)
-        return max(0.1, min(limits) - now)
+    def group(n: int) -> str:
+        return child.match.group(n).decode(errors="replace")  # type: ignore[attr-defined]
 
-    last_progress = start
     while True:
-        idx = child.expect(patterns, timeout=remaining())
-        now = time.monotonic()
+        idx = child.expect(patterns, timeout=max(0.1, w.limit()[0] - clock()))
+        now = clock()
         if idx == 0:
-            started_at = now
-            last_progress = now
+            w.started_at = w.last_progress = now
             say(f"vm: guest up after {now - start:.0f}s")
         elif idx == 1:
-            m = child.match
-            current = m.group(1).decode(errors="replace")  # type: ignore[attr-defined]
-            tests.append(current)
-            last_progress = now
-            if rounds <= 1:    # later rounds repeat the same tests: one line per round
+            current = group(1)
+            budget = protocol.console_budget(child.match.group(2))  # type: ignore[attr-defined]
+            w.window = (current, protocol.window_deadline(budget, deadlines.scale))
+            w.tests.append(current)
+            w.last_progress = now
+            if w.rounds <= 1:    # later rounds repeat the same tests: one line per round
                 say(f"vm: [{now - start:5.0f}s] {current}")
         elif idx == 2:
-            m = child.match
-            name = m.group(1).decode(errors="replace")  # type: ignore[attr-defined]
-            outcome = m.group(2).decode(errors="replace")  # type: ignore[attr-defined]
-            last_progress = now
-            if outcome != "passed":
-                say(f"vm:          {name}: {outcome}")
+            w.last_progress = now
+            w.window = None
+            if group(2) != "passed":
+                say(f"vm:          {group(1)}: {group(2)}")
         elif idx == 3:
-            last_progress = now
-            detail = f"the guest watchdog gave up on {current}"
+            w.last_progress = now
+            w.window = None
+            detail = f"the guest watchdog gave up on {group(1)}"
             say(f"vm: {detail}")
         elif idx == 4:
-            if panic_at is None:
-                panic_at = now
+            if w.panic_at is None:
+                w.panic_at = now
                 say("vm: kernel panic; waiting for the VM to end")
         elif idx == 5:
             break
-        elif idx == 8:
-            rounds = int(child.match.group(1))  # type: ignore[attr-defined]
-            last_progress = now
-            say(f"vm: [{now - start:5.0f}s] round {rounds}")
-        elif idx == 9:
-            last_progress = now
-            say("vm: reproduce loop done: "
-                + child.match.group(1).decode(errors="replace"))  # type: ignore[attr-defined]
         elif idx == 7:
-            if started_at is None and boot_crash_at is None:
-                boot_crash_at = now
+            if w.started_at is None and w.boot_crash_at is None:
+                w.boot_crash_at = now
                 say("vm: the kernel reported a bug while booting")
-        else:
-            if panic_at is not None:
-                status, detail = VmStatus.PANIC, "kernel panicked and the VM did not end"
-            elif started_at is None:
-                status = VmStatus.BOOT_FAILURE
-                detail = (f"the kernel crashed while booting ({now - boot_crash_at:.0f}s "
-                          "ago) and the guest never started the command"
-                          if boot_crash_at is not None else
-                          f"the guest did not start the command within {deadlines.boot:.0f}s")
-            else:
-                status = VmStatus.HANG
-                detail = (f"no progress for {deadlines.per_test:.0f}s"
-                          + (f" while running {current}" if current else ""))
-            if now - start >= deadlines.total:
-                detail = f"the whole run exceeded {deadlines.total:.0f}s" + (
-                    f" while running {current}" if current else "")
+        elif idx == 8:
+            w.rounds = int(child.match.group(1))  # type: ignore[attr-defined]
+            w.last_progress = now
+            say(f"vm: [{now - start:5.0f}s] round {w.rounds}")
+        elif idx == 9:
+            w.last_progress = now
+            say("vm: reproduce loop done: " + group(1))
+        else:   # a deadline passed
+            status, detail = w.expired(now)
             say(f"vm: {detail}")
-            if spec.monitor is not None and panic_at is None and started_at is not None:
+            if spec.monitor is not None and w.panic_at is None and w.started_at is not None:
                 say("vm: asking the guest for blocked tasks and held locks (sysrq w, d)")
-                if send_sysrq(spec.monitor, "wd", say):
+                if send_sysrq(spec.monitor, "wd", say, sleep):
                     try:
                         child.expect([pexpect.EOF], timeout=deadlines.after_sysrq)
                     except pexpect.TIMEOUT:
@@ -257,12 +285,12 @@ def run_vm(spec: VmSpec, command: str, *, console_log: Path, deadlines: Deadline
             child.terminate(force=True)
             break
     child.close(force=True)
-    seconds = time.monotonic() - start
+    seconds = clock() - start
     code = child.exitstatus
     if status is None:
-        if panic_at is not None:
+        if w.panic_at is not None:
             status, detail = VmStatus.PANIC, "kernel panic"
-        elif started_at is None:
+        elif w.started_at is None:
             status = VmStatus.BOOT_FAILURE
             detail = f"VM ended (vng status {code}) before the guest started the command"
         elif code == 255:
@@ -274,9 +302,10 @@ def run_vm(spec: VmSpec, command: str, *, console_log: Path, deadlines: Deadline
     with open(console_log, "ab") as f:
         f.write(f"\n### harness: vm {status.value} after {seconds:.0f}s, "
                 f"vng status {code}: {detail}\n".encode())
+    last = w.window[0] if w.window else (w.tests[-1] if w.tests else None)
     return VmOutcome(status=status, exit_code=code, console_log=console_log, seconds=seconds,
-                     boot_seconds=(started_at - start) if started_at else None, detail=detail,
-                     last_test=current, tests_started=tests)
+                     boot_seconds=(w.started_at - start) if w.started_at else None,
+                     detail=detail, last_test=last, tests_started=w.tests)
 
 
 def kvm_usable_quick(dev: Path = Path("/dev/kvm")) -> str | None:
@@ -307,7 +336,7 @@ def probe_kvm(spec: VmSpec, *, console_log: Path, timeout: float,
                       vng=spec.vng)
     outcome = run_vm(kvm_spec, f"echo '<5>{GUEST_START}' > /dev/kmsg",
                      console_log=console_log,
-                     deadlines=Deadlines(boot=timeout, per_test=timeout, total=timeout),
+                     deadlines=Deadlines(boot=timeout, idle=timeout, total=timeout),
                      say=lambda s: None, spawn=spawn)
     if outcome.status is VmStatus.COMPLETED and outcome.exit_code == 0:
         return True, f"KVM boot took {outcome.seconds:.0f}s"

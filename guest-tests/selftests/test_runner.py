@@ -8,6 +8,7 @@ under tmp_path, so nothing reaches the real kernel log. These run on the host
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from guest_runner import read_debug_locks
+from harness import protocol
 
 GUEST_TESTS = Path(__file__).resolve().parent.parent
 
@@ -34,7 +36,8 @@ def pytest_configure(config):
         lockdep_stats=Path({lockdep!r}),
     )
     settings = Settings(timeout_scale={scale!r}, repeat={repeat!r},
-                        repeat_seconds={repeat_seconds!r})
+                        repeat_seconds={repeat_seconds!r}, stress_scale={stress!r},
+                        results_file=Path({results!r}))
     config.pluginmanager.register(RunnerPlugin(settings=settings, paths=paths))
 """
 
@@ -91,6 +94,12 @@ class Inner:
     kmsg: Path
     sysrq: Path
     lockdep: Path
+    results: Path
+
+    def records(self) -> list[protocol.GuestResult]:
+        records, problems = protocol.read_results(self.results)
+        assert not problems
+        return records
 
     def run(self) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -107,7 +116,8 @@ class Inner:
 
 
 def make_inner(tmp_path: Path, tests: str, *, lockdep: str | None, scale: float = 1.0,
-               repeat: int | None = None, repeat_seconds: float | None = None) -> Inner:
+               repeat: int | None = None, repeat_seconds: float | None = None,
+               stress: float = 1.0) -> Inner:
     root = tmp_path / "inner"
     root.mkdir()
     inner = Inner(
@@ -115,6 +125,7 @@ def make_inner(tmp_path: Path, tests: str, *, lockdep: str | None, scale: float 
         kmsg=tmp_path / "kmsg",
         sysrq=tmp_path / "sysrq-trigger",
         lockdep=tmp_path / "lockdep_stats",
+        results=tmp_path / "guest.results.jsonl",
     )
     inner.kmsg.touch()
     inner.sysrq.touch()
@@ -130,6 +141,8 @@ def make_inner(tmp_path: Path, tests: str, *, lockdep: str | None, scale: float 
             scale=scale,
             repeat=repeat,
             repeat_seconds=repeat_seconds,
+            stress=stress,
+            results=str(tmp_path / "guest.results.jsonl"),
         )
     )
     (root / "test_inner.py").write_text(textwrap.dedent(tests))
@@ -141,22 +154,78 @@ def test_markers_around_each_test(tmp_path: Path) -> None:
     result = inner.run()
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, result.stdout
     assert inner.markers() == [
-        "<5>harness: BEGIN test_inner.py::test_pass",
+        "<5>harness: BEGIN test_inner.py::test_pass budget=30",
         "<5>harness: END test_inner.py::test_pass outcome=passed debug_locks=1",
-        "<5>harness: BEGIN test_inner.py::test_fail",
+        "<5>harness: BEGIN test_inner.py::test_fail budget=30",
         "<5>harness: END test_inner.py::test_fail outcome=failed debug_locks=1",
-        "<5>harness: BEGIN test_inner.py::test_skip",
+        "<5>harness: BEGIN test_inner.py::test_skip budget=30",
         "<5>harness: END test_inner.py::test_skip outcome=skipped debug_locks=1",
-        "<5>harness: BEGIN test_inner.py::test_error",
+        "<5>harness: BEGIN test_inner.py::test_error budget=30",
         "<5>harness: END test_inner.py::test_error outcome=error debug_locks=1",
-        "<5>harness: BEGIN test_inner.py::test_teardown_error",
+        "<5>harness: BEGIN test_inner.py::test_teardown_error budget=30",
         "<5>harness: END test_inner.py::test_teardown_error outcome=error debug_locks=1",
-        "<5>harness: BEGIN test_inner.py::test_expect[a_b]",
+        "<5>harness: BEGIN test_inner.py::test_expect[a_b] budget=30",
         "<5>harness: EXPECT test_inner.py::test_expect[a_b] SOFT_LOCKUP",
         "<5>harness: EXPECT test_inner.py::test_expect[a_b] RCU_STALL",
         "<5>harness: EXPECT test_inner.py::test_expect[a_b] WARNING",
         "<5>harness: END test_inner.py::test_expect[a_b] outcome=passed debug_locks=1",
     ]
+
+
+def test_results_file_has_every_test_with_its_exact_nodeid(tmp_path: Path) -> None:
+    inner = make_inner(tmp_path, INNER_TESTS + INNER_PROPERTY,
+                       lockdep=" debug_locks:   1\n")
+    inner.run()
+    got = {r.nodeid: r for r in inner.records()}
+    assert {k: r.outcome for k, r in got.items()} == {
+        "test_inner.py::test_pass": "passed", "test_inner.py::test_fail": "failed",
+        "test_inner.py::test_skip": "skipped", "test_inner.py::test_error": "error",
+        "test_inner.py::test_teardown_error": "error",
+        # the exact nodeid, space and all; markers carry the mangled one
+        "test_inner.py::test_expect[a b]": "passed",
+        "test_inner.py::test_property": "passed",
+    }
+    assert got["test_inner.py::test_expect[a b]"].marker_id == "test_inner.py::test_expect[a_b]"
+    assert "assert False" in got["test_inner.py::test_fail"].message
+    assert got["test_inner.py::test_skip"].message == "Skipped: no"
+    assert "RuntimeError: setup" in got["test_inner.py::test_error"].message
+    assert got["test_inner.py::test_property"].properties == {"outcomes": '{"ok": 3}'}
+    assert got["test_inner.py::test_pass"].message == ""
+    assert all(r.round is None for r in got.values())
+
+
+INNER_PROPERTY = """
+def test_property(record_property):
+    record_property("outcomes", '{"ok": 3}')
+"""
+
+INNER_BUDGET = """
+import pytest
+
+@pytest.mark.timeout_s(40)
+def test_declared(budget):
+    print(f"BUDGET {budget.seconds:g} {budget.remaining():.0f}")
+
+def test_default(budget):
+    print(f"BUDGET {budget.seconds:g} {budget.remaining():.0f}")
+"""
+
+
+def test_budget_scales_with_accel_and_stress_and_travels_in_begin(tmp_path: Path) -> None:
+    inner = make_inner(tmp_path, INNER_BUDGET, lockdep=None, scale=4.0, stress=2.5)
+    result = inner.run()
+    assert result.returncode == 0, result.stdout
+    begins = [m for m in inner.markers() if " BEGIN " in m]
+    # 40 s declared x4 (TCG) x2.5 (stress); the default 30 s likewise
+    assert begins == ["<5>harness: BEGIN test_inner.py::test_declared budget=400",
+                      "<5>harness: BEGIN test_inner.py::test_default budget=300"]
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s",
+                          str(inner.root)], cwd=inner.root, capture_output=True, text=True,
+                         timeout=120, check=False)
+    budgets = [(float(m[1]), float(m[2]))
+               for m in re.finditer(r"BUDGET (\S+) (\S+)", run.stdout)]
+    # remaining() leaves the helper margin (5 s x4) before the watchdog
+    assert budgets == [(400.0, 380.0), (300.0, 280.0)]
 
 
 def test_unknown_finding_kind_is_a_usage_error(tmp_path: Path) -> None:
@@ -179,7 +248,7 @@ def test_watchdog_writes_timeout_and_exits_124(tmp_path: Path) -> None:
     result = inner.run()
     assert result.returncode == 124, result.stdout + result.stderr
     assert inner.markers() == [
-        "<5>harness: BEGIN test_inner.py::test_hangs",
+        "<5>harness: BEGIN test_inner.py::test_hangs budget=0.5",
         "<5>harness: TIMEOUT test_inner.py::test_hangs after=0.5",
     ]
     # 'w' then 'd', one write each; a plain file keeps the last.
@@ -238,8 +307,11 @@ def test_repeat_runs_every_round_when_clean(tmp_path: Path) -> None:
                                 "<5>harness: ROUND 3",
                                 "<5>harness: REPRO DONE rounds=3 all 3 rounds clean"]
     begins = [m for m in inner.markers() if "BEGIN" in m]
-    assert len(begins) == 6 and begins[:2] == ["<5>harness: BEGIN test_inner.py::test_a",
-                                               "<5>harness: BEGIN test_inner.py::test_b"]
+    assert len(begins) == 6 and begins[:2] == ["<5>harness: BEGIN test_inner.py::test_a budget=30",
+                                               "<5>harness: BEGIN test_inner.py::test_b budget=30"]
+    # one result line per test and round, numbered
+    assert [(r.nodeid.split("::")[1], r.round) for r in inner.records()] == [
+        (name, n) for n in (1, 2, 3) for name in ("test_a", "test_b")]
 
 
 def test_repeat_stops_at_the_first_kernel_report(tmp_path: Path) -> None:

@@ -27,3 +27,55 @@ def test_progress_counts_build_steps() -> None:
     for line in ["  CC      kernel/fork.o", "  LD      vmlinux.o", "warning: x", "  AR  lib.a"]:
         p(line)
     assert p.count == 3 and len(said) == 3 and "lib.a" in said[-1]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_gives_step_percent_and_eta_from_the_last_full_build() -> None:
+    said: list[str] = []
+    clock = Clock()
+    p = Progress(said.append, every=30, total=1000, clock=clock)
+    for n in range(1, 251):
+        clock.now = n * 0.2            # 250 steps in 50 s: 5 steps a second
+        p(f"  CC      obj{n}.o")
+    # one plain line every 30 s of build: at step 150 (30 s), none before
+    assert said == ["build: step 150/1000 (15%), 30s, ETA 2m50s, at obj150.o"]
+
+
+def test_progress_without_a_previous_build_says_so() -> None:
+    said: list[str] = []
+    clock = Clock()
+    p = Progress(said.append, every=0, clock=clock)
+    clock.now = 5
+    p("  CC      kernel/fork.o")
+    assert said == ["build: step 1 (no earlier full build to compare), 5s, at kernel/fork.o"]
+
+
+def test_progress_on_a_terminal_redraws_one_line() -> None:
+    drawn: list[str] = []
+    said: list[str] = []
+    clock = Clock()
+    p = Progress(said.append, total=10, clock=clock, tty=drawn.append, redraw=1)
+    for n in range(1, 12):
+        clock.now = n
+        p(f"  CC      o{n}.o")
+    p.done()
+    assert said == [] and all(d.startswith("\r\x1b[K") for d in drawn)
+    assert "step 10/10 (99%)" in drawn[-3] and "step 11/10 (99%)" in drawn[-2]
+    assert drawn[-1] == "\r\x1b[K"      # the line is cleared for the next message
+
+
+def test_steps_are_remembered_for_full_builds_only(tmp_path: Path) -> None:
+    from harness.build import previous_steps, remember_steps
+    assert previous_steps(tmp_path) is None
+    remember_steps(tmp_path, 4000, 1200)
+    remember_steps(tmp_path, 12, 5)          # incremental: says nothing of the total
+    assert previous_steps(tmp_path) == 4000
+    remember_steps(tmp_path, 4100, 1250)
+    assert previous_steps(tmp_path) == 4100

@@ -1,37 +1,30 @@
 from pathlib import Path
 
-from harness.guest import (GuestEnv, MAIN_SUITE, Suite, detector_suites, guest_script,
-                           read_junit)
+from harness import protocol
+from harness.guest import GuestEnv, guest_script
+from harness.suites import MAIN_SUITE, Suite, detector_suites
 from harness.layout import Layout
 
-JUNIT = """<?xml version="1.0" encoding="utf-8"?>
-<testsuites><testsuite name="pytest" tests="4">
-<testcase classname="test_kernel" name="test_release" time="0.01"/>
-<testcase classname="test_kernel" name="test_nop[depth 4]" time="0.5">
-  <failure message="assert -22 == 0">trace</failure></testcase>
-<testcase classname="detectors.test_fatal" name="test_bug" time="1.0"/>
-<testcase classname="test_kernel.TestIter" name="test_read" time="0.2">
-  <skipped message="no BTF"/></testcase>
-</testsuite></testsuites>
-"""
+def test_results_file_round_trip_and_a_cut_last_line(tmp_path: Path) -> None:
+    p = protocol.results_file(tmp_path, "guest")
+    rec = protocol.GuestResult(nodeid="test_kernel.py::test_nop[depth 4]", outcome="failed",
+                               seconds=0.5, message="assert -22 == 0", round=2,
+                               properties={"outcomes": '{"ok": 3}'})
+    ok = protocol.GuestResult(nodeid="detectors/test_fatal.py::test_bug", outcome="passed",
+                              seconds=1.0)
+    p.write_text(rec.to_line() + ok.to_line() + ok.to_line()[:20])
+    records, problems = protocol.read_results(p)
+    assert records == [rec, ok]
+    assert records[0].marker_id == "test_kernel.py::test_nop[depth_4]"
+    assert len(problems) == 1 and "guest.results.jsonl:3: not JSON" in problems[0]
 
 
-def test_junit_names_match_the_guest_markers(tmp_path: Path) -> None:
-    p = tmp_path / "j.xml"
-    p.write_text(JUNIT)
-    cases = {c.nodeid: c for c in read_junit(p)}
-    assert set(cases) == {"test_kernel.py::test_release", "test_kernel.py::test_nop[depth_4]",
-                          "detectors/test_fatal.py::test_bug",
-                          "test_kernel.py::TestIter::test_read"}
-    assert cases["test_kernel.py::test_nop[depth_4]"].outcome == "failed"
-    assert cases["test_kernel.py::test_nop[depth_4]"].message == "assert -22 == 0"
-    assert cases["test_kernel.py::TestIter::test_read"].outcome == "skipped"
-
-
-def test_missing_or_truncated_junit_is_empty(tmp_path: Path) -> None:
-    assert read_junit(tmp_path / "none.xml") == []
-    (tmp_path / "cut.xml").write_text(JUNIT[:120])
-    assert read_junit(tmp_path / "cut.xml") == []
+def test_results_file_rejects_bad_records(tmp_path: Path) -> None:
+    p = tmp_path / "r.jsonl"
+    p.write_text('{"nodeid": "a", "outcome": "maybe"}\n[1]\n\n')
+    records, problems = protocol.read_results(p)
+    assert records == [] and len(problems) == 2 and "maybe" in problems[0]
+    assert protocol.read_results(tmp_path / "none.jsonl") == ([], [])
 
 
 def test_guest_script_exports_the_environment_and_marks_start(tmp_path: Path) -> None:
@@ -44,6 +37,8 @@ def test_guest_script_exports_the_environment_and_marks_start(tmp_path: Path) ->
     assert "export HARNESS_KERNEL_RELEASE=6.12.117" in text
     assert "export HARNESS_TIMEOUT_SCALE=4" in text
     assert "export HARNESS_DETECTORS=1" in text
+    assert f"export HARNESS_RESULTS_FILE={tmp_path}/detectors-fatal.results.jsonl" in text
+    assert f"rm -f {tmp_path}/detectors-fatal.results.jsonl" in text
     assert f"--junitxml={tmp_path}/detectors-fatal.junit.xml detectors/test_fatal.py" in text
     assert MAIN_SUITE.selection == (".",)
 
@@ -56,13 +51,3 @@ def test_detector_suites_one_boot_per_file_fatal_last(tmp_path: Path) -> None:
     names = [s.name for s in detector_suites(Layout(repo=tmp_path, cache=tmp_path / "c"))]
     assert names == ["detectors-nonfatal", "detectors-lockdep", "detectors-stalls",
                      "detectors-fatal"]
-
-
-def test_junit_properties_are_kept(tmp_path: Path) -> None:
-    p = tmp_path / "j.xml"
-    p.write_text('<testsuites><testsuite><testcase classname="test_lock_ordering" '
-                 'name="test_self_read[buf]" time="1.0"><properties>'
-                 '<property name="outcomes" value="{&quot;ok&quot;: 3, &quot;edeadlk&quot;: 5}"/>'
-                 "</properties></testcase></testsuite></testsuites>")
-    (case,) = read_junit(p)
-    assert dict(case.properties)["outcomes"] == '{"ok": 3, "edeadlk": 5}'

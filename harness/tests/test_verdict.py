@@ -1,6 +1,7 @@
 from pathlib import Path
 
-from harness.guest import JUnitCase, Suite
+from harness.guest import Suite
+from harness.protocol import GuestResult
 from harness.logscan import Finding, Kind, ScanResult
 from harness.logscan import TestWindow as Window
 from harness.results import Status
@@ -31,8 +32,8 @@ def scan(windows: list[Window], findings: list[Finding]) -> ScanResult:
                       lockdep_off_line=None)
 
 
-def passed(nodeid: str) -> JUnitCase:
-    return JUnitCase(nodeid=nodeid, outcome="passed", message="", seconds=0.1)
+def passed(nodeid: str) -> GuestResult:
+    return GuestResult(nodeid=nodeid, outcome="passed", message="", seconds=0.1)
 
 
 def by_name(results):  # type: ignore[no-untyped-def]
@@ -137,8 +138,8 @@ def test_collateral_reports_of_a_provoked_crash_are_expected() -> None:
 
 
 def test_scenario_outcome_counts_reach_the_result() -> None:
-    case = JUnitCase(nodeid="t.py::a", outcome="passed", message="", seconds=1.0,
-                     properties=(("outcomes", '{"ok": 40, "edeadlk": 12, "failed": 0}'),))
+    case = GuestResult(nodeid="t.py::a", outcome="passed", message="", seconds=1.0,
+                       properties={"outcomes": '{"ok": 40, "edeadlk": 12, "failed": 0}'})
     res, _ = judge_boot(MAIN, [case], scan([window("t.py::a")], []), vm())
     assert res[0].outcomes == {"ok": 40, "edeadlk": 12, "failed": 0}
 
@@ -148,9 +149,9 @@ def test_sub_scenario_counts_reach_the_report() -> None:
     from harness.results import RunResult
     scenarios = ('{"abba-inline": {"ok": 1235, "edeadlk": 1165, "failed": 0, "rounds": 300,'
                  ' "ms": 4248}, "abba-read2": {"ok": 3, "edeadlk": 1, "failed": 0}}')
-    case = JUnitCase(nodeid="t.py::abba", outcome="passed", message="", seconds=1.0,
-                     properties=(("outcomes", '{"ok": 1238, "edeadlk": 1166, "failed": 0}'),
-                                 ("scenarios", scenarios)))
+    case = GuestResult(nodeid="t.py::abba", outcome="passed", message="", seconds=1.0,
+                       properties={"outcomes": '{"ok": 1238, "edeadlk": 1166, "failed": 0}',
+                                   "scenarios": scenarios})
     res, _ = judge_boot(MAIN, [case], scan([window("t.py::abba")], []), vm())
     assert res[0].scenarios["abba-inline"]["rounds"] == 300
     run = RunResult(results_dir="r")
@@ -176,3 +177,17 @@ def test_expected_title_must_match_not_just_the_kind() -> None:
         scan([w], [finding(Kind.LOCKDEP, "possible recursive locking in io_buf_iter_seq_start",
                            "n.py::self")]), vm())
     assert by_name(right)["n.py::self"].status is Status.PASS and rec[0].expected
+
+
+def test_reproduce_rounds_keep_the_round_that_failed() -> None:
+    rounds = [GuestResult(nodeid="t.py::a", outcome="passed", seconds=1, round=1),
+              GuestResult(nodeid="t.py::a", outcome="failed", seconds=1, round=2,
+                          message="boom"),
+              GuestResult(nodeid="t.py::a", outcome="passed", seconds=1, round=3)]
+    res, _ = judge_boot(MAIN, rounds, scan([window("t.py::a")], []), vm())
+    assert [(r.status, r.message) for r in res] == [(Status.FAIL, "boom")]
+
+
+def test_exact_nodeids_meet_their_mangled_windows() -> None:
+    res, _ = judge_boot(MAIN, [passed("t.py::a[x y]")], scan([window("t.py::a[x_y]")], []), vm())
+    assert [(r.name, r.status) for r in res] == [("t.py::a[x_y]", Status.PASS)]
