@@ -1,0 +1,1349 @@
+"""A kept-alive guest: boot the built kernel once, run guest tests in it over SSH.
+
+`make guest` calls start(): it boots the kernel with `vng --ssh=PORT --ssh-tcp`
+and returns while the VM lives on; `make retest` loads the guest and run()s
+commands in it over paramiko; `make guest-stop` calls stop().
+
+How it works
+------------
+* A keeper process (`python -m harness.keptguest keep CONFIG`), in a session
+  of its own so that the caller can exit, runs vng -v with stdout and stderr
+  on a pipe and copies all of it into console.log (the kernel console, one
+  file for the guest's whole life).  A pipe and not the file itself: QEMU
+  re-opens /proc/self/fd/1 and 2 for its serial and script ports (O_TRUNC,
+  own offsets), which would overwrite a regular file from byte 0.  The keeper
+  reports "ready" when the guest command printed READY_MARKER, writes
+  ended.json when vng exits, and ends the VM after `lifetime` seconds, so a
+  forgotten guest does not run for days.
+* vng 1.42 --ssh=PORT --ssh-tcp (virtme-run --server ssh --port PORT
+  --ssh-tcp): on the host it runs `ssh-keygen -A -f ~/.cache/virtme-ng/.ssh`
+  (host keys in ~/.cache/virtme-ng/.ssh/etc/ssh/) and creates the client key
+  ~/.cache/virtme-ng/.ssh/id_virtme (ed25519, no passphrase); it adds a
+  virtio-net NIC on QEMU user networking with
+  hostfwd=tcp:127.0.0.1:PORT-:22 (loopback only) and the kernel arguments
+  virtme.dhcp net.ifnames=0 biosdevname=0 virtme.ssh virtme_ssh_channel=tcp
+  virtme_ssh_cache=~/.cache/virtme-ng/.ssh.  In the guest, virtme-init runs
+  virtme-sshd-script: it needs /usr/sbin/sshd (the host's, through the shared
+  read-only root: Debian's openssh-server; the host's own sshd need not run),
+  copies the host keys into /run/sshd/etc/ssh, writes authorized_keys from
+  id_virtme.pub (and ~/.ssh/id_*.pub), a minimal sshd_config (Port 22,
+  PermitRootLogin yes, UsePAM yes) and starts sshd as a daemon; DHCP on the
+  NIC needs busybox (udhcpc).  Without --ssh-tcp vng would pick vsock when
+  /dev/vhost-vsock and systemd-socket-activate exist; TCP works everywhere.
+  We log in as root with id_virtme and check the server's key against the
+  host keys vng generated (no "accept any key").
+* The guest command (script mode, so the usual -no-reboot and panic=-1 hold:
+  a panic ends QEMU; see guest_command()) masks root's ~/.bashrc inside the
+  guest (sshd runs each command through the login shell, and bash sources
+  it for SSH commands), creates the fifo STOP_FIFO, prints READY_MARKER to
+  /dev/kmsg and blocks reading the fifo; stop() writes to it over SSH, the
+  command ends and the guest powers itself off.  QEMU is killed only when
+  that does not happen within a bound.
+* Results: the guest sees the host's filesystem read-only (9p, no cache:
+  edits of guest-tests/ are visible at once) except the --rwdir directories.
+  Boot with the results root as an rwdir and every retest's results
+  directory below it is written by the guest directly: nothing is copied.
+  KeptGuest.writable() tells whether a directory is inside one.
+* The cpu lock: start() takes it (the `lock` argument) around the boot only;
+  an idle guest holds nothing (it would block every build).  A retest takes
+  it around its run()s.  Every wait is bounded (Bounds); a guest that died
+  raises GuestDied, one that stopped answering GuestUnresponsive, a command
+  that went quiet or ran past its deadline CommandHung; the last two press
+  sysrq w and d through the QEMU monitor first and taint the guest.
+
+Every external thing is behind a Protocol (Host, SshConnector/SshSession/
+SshChannel, Monitor, Clock, Keeper), so the unit tests need no VM.  This
+module starts its own long-lived processes (the keeper and, inside it, vng)
+because procs.Runner only runs commands to completion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import enum
+import json
+import logging
+import os
+import re
+import pwd
+import select
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any, Callable, Iterator, Mapping, NoReturn, Protocol
+
+READY_MARKER = "harness: KEPT GUEST READY"
+STOP_FIFO = "/run/harness-kept-guest.stop"
+
+
+def guest_command(masked: tuple[str, ...] = ()) -> str:
+    """The kept guest's --exec command: mask the login shell's rc files, create the stop
+    fifo, say ready, wait on the fifo (then the guest powers off).
+
+    sshd runs every command through the user's login shell, and Debian's bash sources
+    ~/.bashrc for commands that come over SSH; on this machine root's runs `pyenv init`,
+    which under TCG costs about 50 s per command.  Only inside the guest (its own mounts),
+    /dev/null is bind-mounted over those files."""
+    masks = "".join(f"{{ [ ! -f {shlex.quote(p)} ] || mount --bind /dev/null {shlex.quote(p)}; }}"
+                    " && " for p in masked)
+    return (f"{masks}mkfifo {STOP_FIFO} && echo '<5>{READY_MARKER}' > /dev/kmsg"
+            f" && read x < {STOP_FIFO}")
+
+STATE_FILE = "guest.json"
+STATE_VERSION = 1
+# what the kernel prints when sysrq w / d are done
+_SYSRQ_DONE = ("Show Blocked State", "Show Locks Held")
+# causes found in the console tail of a boot that did not come up
+_PORT_BUSY = re.compile(r"[Cc]ould not set up host forwarding rule")
+_NO_SSHD = re.compile(r"virtme-init: ssh: [^\n]*")
+# characters vng passes through its shell unquoted (--qemu-opts is joined into a string)
+_SAFE_PATH = re.compile(r"^[A-Za-z0-9_+/.,=-]+$")
+
+Say = Callable[[str], None]
+LockFactory = Callable[[], AbstractContextManager[None]]
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+class KeptGuestError(Exception):
+    """Base class; console_tail is the end of the guest's console when it happened."""
+
+    def __init__(self, message: str, console_tail: str = "") -> None:
+        super().__init__(message)
+        self.console_tail = console_tail
+
+
+class StartCause(str, enum.Enum):
+    ALREADY_RUNNING = "already-running"
+    MISSING_PROGRAM = "missing-program"   # sshd, busybox, ssh-keygen, vng, the kernel
+    NO_SSHD = "no-sshd"                   # the guest could not start sshd
+    PORT_BUSY = "port-busy"
+    BOOT_FAILED = "boot-failed"           # VM ended, or no ready marker in time
+    SSH_NOT_READY = "ssh-not-ready"       # booted, but SSH never answered
+
+
+class StartFailed(KeptGuestError):
+    def __init__(self, cause: StartCause, message: str, console_tail: str = "") -> None:
+        super().__init__(f"kept guest: {cause.value}: {message}", console_tail)
+        self.cause = cause
+
+
+class GuestDied(KeptGuestError):
+    """QEMU (or the keeper recording its console) is gone."""
+
+
+class GuestUnresponsive(KeptGuestError):
+    """QEMU runs, but the guest does not run a trivial command over SSH."""
+
+
+class CommandHung(KeptGuestError):
+    """The command made no progress for idle_timeout, or ran past total_timeout."""
+
+    def __init__(self, message: str, console_tail: str = "", *, idle: bool) -> None:
+        super().__init__(message, console_tail)
+        self.idle = idle
+
+
+class SshError(Exception):
+    """An SSH connection or request failed or did not answer in time."""
+
+
+# -- seams ----------------------------------------------------------------------------------
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+    def wall(self) -> float: ...
+    def sleep(self, seconds: float) -> None: ...
+
+
+class RealClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(max(0.0, seconds))
+
+
+class Keeper(Protocol):
+    """The detached keeper, as its parent sees it while the guest boots."""
+
+    pid: int
+
+    def event(self, timeout: float) -> str | None:
+        """The next status line; None if none came within timeout, "" once it closed."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Host(Protocol):
+    def spawn_keeper(self, argv: list[str], *, env: Mapping[str, str], log: Path) -> Keeper: ...
+    def start_ticks(self, pid: int) -> int | None:
+        """The process's start time (clock ticks after host boot); None if it is gone."""
+        ...
+    def wait_gone(self, pid: int, ticks: int | None, timeout: float) -> bool: ...
+    def kill(self, pid: int, sig: int, *, group: bool = False) -> None: ...
+    def port_free(self, port: int) -> bool: ...
+    def free_port(self) -> int: ...
+    def boot_id(self) -> str: ...
+    def which(self, program: str) -> str | None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Endpoint:
+    port: int
+    user: str
+    key: Path
+    host_keys: tuple[Path, ...]
+    host: str = "127.0.0.1"
+
+
+class SshChannel(Protocol):
+    def recv(self, timeout: float) -> bytes | None:
+        """Output (stdout and stderr merged); None if nothing came in time, b"" at EOF."""
+        ...
+    def exit_status(self, timeout: float) -> int | None:
+        """None if no status within timeout; -1 if the channel closed without one."""
+        ...
+    def close(self) -> None: ...
+
+
+class SshSession(Protocol):
+    def exec(self, command: str, timeout: float) -> SshChannel:
+        """Starts command; raises SshError if the guest does not accept it within timeout."""
+        ...
+    def close(self) -> None: ...
+
+
+SshConnector = Callable[[Endpoint, float], SshSession]
+
+
+class Monitor(Protocol):
+    def sysrq(self, keys: str) -> str | None:
+        """Presses alt-sysrq-<key> for each key; None if done, else why not."""
+        ...
+
+
+MonitorFactory = Callable[[Path], Monitor]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Seams:
+    host: Host
+    connect: SshConnector
+    monitor: MonitorFactory
+    clock: Clock
+
+
+def real_seams() -> Seams:
+    return Seams(host=RealHost(), connect=paramiko_connect, monitor=HmpMonitor,
+                 clock=RealClock())
+
+
+# -- configuration and state ----------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class GuestSpec:
+    kernel: Path
+    vng: str = "vng"
+    python: str = sys.executable          # runs the keeper
+    append: tuple[str, ...] = ()          # kernel command line (pipeline.KERNEL_ARGS)
+    kvm: bool = False
+    cpus: int = 2
+    memory: str = "2G"
+    rwdirs: tuple[Path, ...] = ()
+    port: int | None = None               # None: a free port
+    user: str = "root"                    # guest tests need root
+    lifetime: float = 12 * 3600.0         # the keeper ends the VM after this
+    home: Path = field(default_factory=Path.home)  # vng keeps its keys in ~/.cache/virtme-ng/.ssh
+    sshd: Path = Path("/usr/sbin/sshd")   # the guest runs the host's sshd
+
+    @property
+    def masked_rc(self) -> tuple[str, ...]:
+        """The login user's shell rc files that SSH commands would source (see guest_command)."""
+        try:
+            home = Path(pwd.getpwnam(self.user).pw_dir)
+        except KeyError:
+            return ()
+        return tuple(str(home / name) for name in (".bashrc",))
+
+    @property
+    def ssh_dir(self) -> Path:
+        return self.home / ".cache" / "virtme-ng" / ".ssh"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bounds:
+    """Every wait, in seconds.  Defaults fit TCG on 2 cores; scaled(1/4) for KVM."""
+
+    boot: float = 300.0          # keeper spawned -> the guest printed READY_MARKER
+    ssh: float = 60.0            # READY_MARKER -> SSH runs `uname -r`
+    probe: float = 20.0          # a trivial command must answer within this
+    probe_interval: float = 30.0  # the command quiet this long -> probe the guest
+    after_sysrq: float = 30.0    # for the sysrq w/d dumps to reach the console
+    stop: float = 60.0           # asked to power off -> QEMU gone; then TERM
+    kill: float = 10.0           # TERM -> gone; then KILL
+
+    def scaled(self, factor: float) -> "Bounds":
+        return Bounds(**{k: v * factor for k, v in asdict(self).items()})
+
+
+@dataclass(frozen=True, kw_only=True)
+class GuestState:
+    """guest.json: what a later process needs to find, check and stop the guest."""
+
+    keeper_pid: int
+    keeper_ticks: int | None
+    vm_pgid: int                  # vng's process group: vng, virtme-run, QEMU
+    qemu_pid: int
+    qemu_ticks: int | None
+    port: int
+    user: str
+    key: str
+    host_keys: tuple[str, ...]
+    console: str
+    monitor: str
+    kernel: str
+    kernel_mtime_ns: int
+    kernel_size: int
+    release: str
+    append: tuple[str, ...]
+    rwdirs: tuple[str, ...]
+    started: float                # wall clock, seconds since the epoch
+    boot_seconds: float           # keeper spawned -> SSH answered
+    boot_id: str                  # the host's boot: pids mean nothing after a reboot
+    tainted: str | None = None    # why the guest should not be reused
+    version: int = STATE_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "GuestState":
+        data = json.loads(text)
+        if data.get("version") != STATE_VERSION:
+            raise ValueError(f"state version {data.get('version')}, expected {STATE_VERSION}")
+        for key in ("host_keys", "append", "rwdirs"):
+            data[key] = tuple(data[key])
+        return cls(**data)
+
+
+class _Paths:
+    """The files in a state directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.state = root / STATE_FILE
+        self.console = root / "console.log"       # the whole console of the guest's life
+        self.monitor = root / "monitor.sock"      # QEMU's HMP, for sysrq
+        self.pidfile = root / "qemu.pid"
+        self.keeper_config = root / "keeper.json"
+        self.keeper_log = root / "keeper.log"     # the keeper's own errors
+        self.ended = root / "ended.json"          # vng's exit status, by the keeper
+
+
+def default_state_dir(cache: Path, checkout: str, flavour: str = "default") -> Path:
+    """One kept guest per checkout and flavour, e.g. layout.cache / kept-guest / default-<hash>
+    (checkout: the same hash as Layout.guest_build_dir's)."""
+    return cache / "kept-guest" / f"{flavour}-{checkout}"
+
+
+def vng_argv(spec: GuestSpec, *, port: int, monitor: Path, pidfile: Path) -> list[str]:
+    argv = [spec.vng, "-v", "-r", str(spec.kernel), "--cpus", str(spec.cpus),
+            "--memory", spec.memory, "--cwd", "/", f"--ssh={port}", "--ssh-tcp"]
+    if not spec.kvm:
+        argv.append("--disable-kvm")
+    for opt in spec.append:
+        argv += ["--append", opt]
+    for d in spec.rwdirs:
+        argv += ["--rwdir", str(d)]
+    # vng joins --qemu-opts into a shell string unquoted: '=' form, safe paths only
+    argv.append(f"--qemu-opts=-monitor unix:{monitor},server=on,wait=off -pidfile {pidfile}")
+    argv += ["--exec", guest_command(spec.masked_rc)]
+    return argv
+
+
+def keeper_argv(spec: GuestSpec, config: Path) -> list[str]:
+    return [spec.python, "-m", "harness.keptguest", "keep", str(config)]
+
+
+# -- start ----------------------------------------------------------------------------------
+
+def start(spec: GuestSpec, state_dir: Path, say: Say, *, bounds: Bounds = Bounds(),
+          lock: LockFactory | None = None, seams: Seams | None = None) -> "KeptGuest":
+    """Boots spec.kernel in the background and returns once SSH answers.
+
+    Raises StartFailed naming the cause (and with the console tail); then
+    nothing it started is left running.  `lock` (e.g. lambda:
+    layout.cpu_lock(path, say)) is held from the spawn until SSH answers."""
+    seams = seams or real_seams()
+    paths = _Paths(state_dir)
+    _refuse_running(paths, seams, bounds)
+    _preflight(spec, paths, seams.host)
+    port = spec.port if spec.port is not None else seams.host.free_port()
+    if not seams.host.port_free(port):
+        raise StartFailed(StartCause.PORT_BUSY, f"127.0.0.1:{port} is in use; choose another port")
+    _reset(paths)
+    config = {"argv": vng_argv(spec, port=port, monitor=paths.monitor, pidfile=paths.pidfile),
+              "console": str(paths.console), "ended": str(paths.ended),
+              "lifetime": spec.lifetime, "marker": READY_MARKER,
+              "path_prefix": str(Path(spec.vng).parent)}
+    paths.keeper_config.write_text(json.dumps(config, indent=1) + "\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(__file__).resolve().parent.parent)] + env.get("PYTHONPATH", "").split(os.pathsep))
+    kernel_stat = spec.kernel.stat()
+    with lock() if lock else nullcontext():
+        say(f"guest: booting {spec.kernel}, SSH on 127.0.0.1:{port}, console {paths.console}")
+        t0 = seams.clock.monotonic()
+        keeper = seams.host.spawn_keeper(keeper_argv(spec, paths.keeper_config), env=env,
+                                         log=paths.keeper_log)
+        spawned: list[int] = []
+        try:
+            vm_pgid = _await_ready(keeper, paths, seams, bounds, spawned.append)
+            qemu_pid = _read_pid(paths.pidfile)
+            endpoint = Endpoint(port=port, user=spec.user, key=spec.ssh_dir / "id_virtme",
+                                host_keys=tuple(sorted((spec.ssh_dir / "etc" / "ssh")
+                                                       .glob("ssh_host_*_key.pub"))))
+            session, release = _await_ssh(endpoint, qemu_pid, paths, seams, bounds)
+        except BaseException:
+            _kill_vm(seams.host, keeper.pid, spawned[0] if spawned else None, bounds)
+            raise
+        finally:
+            keeper.close()
+        boot_seconds = seams.clock.monotonic() - t0
+    state = GuestState(
+        keeper_pid=keeper.pid, keeper_ticks=seams.host.start_ticks(keeper.pid),
+        vm_pgid=vm_pgid, qemu_pid=qemu_pid, qemu_ticks=seams.host.start_ticks(qemu_pid),
+        port=port, user=spec.user, key=str(endpoint.key),
+        host_keys=tuple(str(p) for p in endpoint.host_keys), console=str(paths.console),
+        monitor=str(paths.monitor), kernel=str(spec.kernel),
+        kernel_mtime_ns=kernel_stat.st_mtime_ns, kernel_size=kernel_stat.st_size,
+        release=release, append=spec.append, rwdirs=tuple(str(d) for d in spec.rwdirs),
+        started=seams.clock.wall(), boot_seconds=boot_seconds, boot_id=seams.host.boot_id())
+    _write_state(paths.state, state)
+    say(f"guest: up after {boot_seconds:.0f}s, {release}; "
+        f"ssh -p {port} -i {endpoint.key} {spec.user}@127.0.0.1")
+    return KeptGuest(state_dir, state, seams=seams, bounds=bounds, session=session)
+
+
+def _refuse_running(paths: _Paths, seams: Seams, bounds: Bounds) -> None:
+    old = KeptGuest.load(paths.root, seams=seams, bounds=bounds)
+    if old is None:
+        return
+    if old.process_problem() is None:
+        raise StartFailed(StartCause.ALREADY_RUNNING,
+                          f"a kept guest runs already (QEMU pid {old.state.qemu_pid}, "
+                          f"port {old.state.port}, {old.state.release}); stop it first")
+    old.stop(lambda s: None)   # leftovers of a guest that died: clear them
+
+
+def _preflight(spec: GuestSpec, paths: _Paths, host: Host) -> None:
+    missing = []
+    if not spec.sshd.exists():
+        missing.append(f"{spec.sshd} (the guest runs the host's sshd: apt-get install "
+                       "openssh-server; the host's own sshd need not run)")
+    for program, why in (("busybox", "udhcpc gives the guest's NIC its address"),
+                         ("ssh-keygen", "vng makes the SSH keys with it")):
+        if host.which(program) is None:
+            missing.append(f"{program} ({why})")
+    if host.which(spec.vng) is None:
+        missing.append(spec.vng)
+    if not spec.kernel.is_file():
+        missing.append(f"{spec.kernel} (build the kernel first)")
+    if missing:
+        raise StartFailed(StartCause.MISSING_PROGRAM, "missing: " + "; ".join(missing))
+    for p in (paths.monitor, paths.pidfile, *spec.rwdirs):
+        if not _SAFE_PATH.match(str(p)):
+            raise StartFailed(StartCause.MISSING_PROGRAM,
+                              f"{p}: vng passes this path through a shell; use one without "
+                              "spaces or shell characters")
+
+
+def _reset(paths: _Paths) -> None:
+    paths.root.mkdir(parents=True, exist_ok=True)
+    for p in (paths.state, paths.monitor, paths.pidfile, paths.ended):
+        p.unlink(missing_ok=True)
+    paths.console.write_bytes(b"")
+    paths.keeper_log.write_bytes(b"")
+
+
+def _await_ready(keeper: Keeper, paths: _Paths, seams: Seams, bounds: Bounds,
+                 on_spawned: Callable[[int], None]) -> int:
+    """Waits for the keeper's "ready"; returns vng's process group (on_spawned gets it
+    as soon as it is known, so that a failure can kill it)."""
+    clock = seams.clock
+    deadline = clock.monotonic() + bounds.boot
+    vm_pgid: int | None = None
+    while True:
+        remaining = deadline - clock.monotonic()
+        event = keeper.event(max(0.0, remaining)) if remaining > 0 else None
+        if event is None:
+            raise StartFailed(StartCause.BOOT_FAILED,
+                              f"the guest did not come up within {bounds.boot:.0f}s",
+                              console_tail(paths.console))
+        if event.startswith("spawned "):
+            vm_pgid = int(event.split()[1])
+            on_spawned(vm_pgid)
+        elif event == "ready" and vm_pgid is not None:
+            return vm_pgid
+        elif event.startswith("exit ") or event == "":
+            status = event.split()[1] if event else "unknown (the keeper ended)"
+            tail = console_tail(paths.console)
+            raise StartFailed(*_boot_failure_cause(tail, status), tail)
+
+
+def _boot_failure_cause(tail: str, status: str) -> tuple[StartCause, str]:
+    if _PORT_BUSY.search(tail):
+        return StartCause.PORT_BUSY, "QEMU could not forward the SSH port (in use?)"
+    m = _NO_SSHD.search(tail)
+    if m:
+        return StartCause.NO_SSHD, m.group(0)
+    return StartCause.BOOT_FAILED, f"the VM ended while booting (vng status {status})"
+
+
+def _read_pid(path: Path) -> int:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError) as exc:
+        raise StartFailed(StartCause.BOOT_FAILED, f"QEMU wrote no pid file {path}: {exc}") from exc
+
+
+def _await_ssh(endpoint: Endpoint, qemu_pid: int, paths: _Paths, seams: Seams,
+               bounds: Bounds) -> tuple[SshSession, str]:
+    """sshd starts before the guest command, but DHCP may still be running: retry, bounded."""
+    clock = seams.clock
+    deadline = clock.monotonic() + bounds.ssh
+    delay, last = 0.25, "no attempt"
+    while True:
+        try:
+            session = seams.connect(endpoint, min(bounds.probe, max(1.0, deadline - clock.monotonic())))
+            try:
+                code, out = _capture(session, "uname -r", bounds.probe, clock)
+            except BaseException:
+                session.close()
+                raise
+            if code == 0 and out.strip():
+                return session, out.strip().splitlines()[-1]   # after any login noise
+            session.close()
+            last = f"`uname -r` answered {code}: {out.strip()[:200]}"
+        except SshError as exc:
+            last = str(exc)
+        if seams.host.start_ticks(qemu_pid) is None:
+            raise StartFailed(StartCause.BOOT_FAILED, "QEMU ended before SSH answered",
+                              console_tail(paths.console))
+        if clock.monotonic() + delay > deadline:
+            tail = console_tail(paths.console)
+            m = _NO_SSHD.search(tail)
+            if m:
+                raise StartFailed(StartCause.NO_SSHD, m.group(0), tail)
+            raise StartFailed(StartCause.SSH_NOT_READY,
+                              f"SSH on 127.0.0.1:{endpoint.port} did not answer within "
+                              f"{bounds.ssh:.0f}s of the guest coming up: {last}", tail)
+        clock.sleep(delay)
+        delay = min(delay * 2, 4.0)
+
+
+def _capture(session: SshSession, command: str, timeout: float, clock: Clock) -> tuple[int, str]:
+    """A short command's status and output, within timeout (else SshError)."""
+    deadline = clock.monotonic() + timeout
+    chan = session.exec(command, timeout)
+    out = b""
+    try:
+        while True:
+            remaining = deadline - clock.monotonic()
+            if remaining <= 0:
+                raise SshError(f"`{command}` did not finish within {timeout:.0f}s")
+            data = chan.recv(remaining)
+            if data == b"":
+                break
+            if data is not None:
+                out += data
+        status = chan.exit_status(max(0.0, deadline - clock.monotonic()))
+    finally:
+        chan.close()
+    if status is None:
+        raise SshError(f"`{command}` gave no exit status within {timeout:.0f}s")
+    return status, out.decode(errors="replace")
+
+
+def _kill_vm(host: Host, keeper_pid: int | None, vm_pgid: int | None, bounds: Bounds,
+             qemu_pid: int | None = None) -> None:
+    """TERM, then KILL, vng's process group (QEMU is in it), then the keeper."""
+    for pid, group, waits in ((vm_pgid, True, (vm_pgid, qemu_pid)),
+                              (keeper_pid, False, (keeper_pid,))):
+        if pid is None or host.start_ticks(pid) is None:
+            continue
+        host.kill(pid, signal.SIGTERM, group=group)
+        if not all(host.wait_gone(p, None, bounds.kill) for p in waits if p is not None):
+            host.kill(pid, signal.SIGKILL, group=group)
+            for p in waits:
+                if p is not None:
+                    host.wait_gone(p, None, bounds.kill)
+
+
+def _write_state(path: Path, state: GuestState) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(state.to_json())
+    tmp.replace(path)
+
+
+def console_tail(path: Path, lines: int = 40) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
+            data = f.read()
+    except OSError:
+        return ""
+    return "\n".join(data.decode(errors="replace").replace("\r", "").splitlines()[-lines:])
+
+
+# -- a running guest ------------------------------------------------------------------------
+
+class KeptGuest:
+    def __init__(self, state_dir: Path, state: GuestState, *, seams: Seams, bounds: Bounds,
+                 session: SshSession | None = None) -> None:
+        self.state_dir = state_dir
+        self.state = state
+        self.seams = seams
+        self.bounds = bounds
+        self._session = session
+        self._paths = _Paths(state_dir)
+
+    @classmethod
+    def load(cls, state_dir: Path, *, seams: Seams | None = None,
+             bounds: Bounds = Bounds()) -> "KeptGuest | None":
+        """The guest recorded in state_dir, alive or not; None if there is none."""
+        path = _Paths(state_dir).state
+        try:
+            state = GuestState.from_json(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError) as exc:
+            raise KeptGuestError(f"{path}: unreadable kept-guest state ({exc}); "
+                                 "remove it once no guest runs") from exc
+        return cls(state_dir, state, seams=seams or real_seams(), bounds=bounds)
+
+    @property
+    def console_log(self) -> Path:
+        return Path(self.state.console)
+
+    # -- liveness and staleness
+
+    def process_problem(self) -> str | None:
+        """None if the keeper and QEMU still run (same boot, same processes); else why not."""
+        st, host = self.state, self.seams.host
+        if host.boot_id() != st.boot_id:
+            return "the host rebooted since the guest started"
+        if host.start_ticks(st.qemu_pid) != st.qemu_ticks or st.qemu_ticks is None:
+            return f"QEMU (pid {st.qemu_pid}) is gone" + self._ended()
+        if host.start_ticks(st.keeper_pid) != st.keeper_ticks or st.keeper_ticks is None:
+            return (f"the keeper (pid {st.keeper_pid}) is gone: the console is no longer "
+                    "recorded")
+        return None
+
+    def _ended(self) -> str:
+        try:
+            ended = json.loads(self._paths.ended.read_text())
+        except (OSError, ValueError):
+            return ""
+        return f" (vng exited with status {ended.get('status')})"
+
+    def problem(self) -> str | None:
+        """None if the processes run AND the guest runs `true` over SSH in bounds.probe."""
+        why = self.process_problem()
+        if why is None:
+            why = self._probe()
+        return why
+
+    def alive(self) -> bool:
+        return self.problem() is None
+
+    def stale_reasons(self, kernel: Path | None = None,
+                      append: tuple[str, ...] | None = None) -> list[str]:
+        """Why tests in this guest would not test what a boot would (empty: none).
+
+        kernel/append: what a boot would use now (default: what the guest booted)."""
+        st = self.state
+        reasons = []
+        if kernel is not None and kernel.resolve() != Path(st.kernel).resolve():
+            reasons.append(f"the guest runs {st.kernel}, not {kernel}")
+        try:
+            now = Path(st.kernel).stat()
+        except OSError:
+            reasons.append(f"{st.kernel} is gone")
+        else:
+            if (now.st_mtime_ns, now.st_size) != (st.kernel_mtime_ns, st.kernel_size):
+                reasons.append(
+                    f"{st.kernel} was rebuilt at {_when(now.st_mtime_ns / 1e9)}, after the "
+                    f"guest booted it at {_when(st.started)}")
+        if append is not None and tuple(append) != st.append:
+            reasons.append(f"kernel arguments changed: booted with {' '.join(st.append)}")
+        if st.tainted:
+            reasons.append(f"tainted: {st.tainted}")
+        return reasons
+
+    def mark_tainted(self, reason: str) -> None:
+        """Records that the guest should not be reused (a hang, a kernel report that disarms
+        lockdep, ...); stale_reasons() says so from then on, in every process."""
+        if self.state.tainted:
+            reason = f"{self.state.tainted}; {reason}"
+        self.state = replace(self.state, tainted=reason)
+        _write_state(self._paths.state, self.state)
+
+    def writable(self, path: Path) -> bool:
+        """Whether the guest can write path (inside an --rwdir)."""
+        path = path.resolve()
+        return any(path == Path(d).resolve() or Path(d).resolve() in path.parents
+                   for d in self.state.rwdirs)
+
+    # -- the console
+
+    def console_offset(self) -> int:
+        try:
+            return self.console_log.stat().st_size
+        except OSError:
+            return 0
+
+    def console_since(self, offset: int) -> str:
+        """Console text written since offset (bytes decoded: keep \\r\\r\\n as scan_file does)."""
+        try:
+            with open(self.console_log, "rb") as f:
+                f.seek(offset)
+                return f.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    def wait_console(self, offset: int, needles: tuple[str, ...], timeout: float) -> bool:
+        """Waits (polling, bounded) until every needle is in the console after offset: the
+        keeper copies the console asynchronously, so a marker the guest printed just before
+        a command ended may need a moment."""
+        clock = self.seams.clock
+        deadline = clock.monotonic() + timeout
+        delay = 0.05
+        while True:
+            text = self.console_since(offset)
+            if all(n in text for n in needles):
+                return True
+            if clock.monotonic() >= deadline:
+                return False
+            clock.sleep(min(delay, max(0.0, deadline - clock.monotonic())))
+            delay = min(delay * 2, 1.0)
+
+    # -- commands
+
+    def session(self) -> SshSession:
+        if self._session is None:
+            st = self.state
+            endpoint = Endpoint(port=st.port, user=st.user, key=Path(st.key),
+                                host_keys=tuple(Path(p) for p in st.host_keys))
+            try:
+                self._session = self.seams.connect(endpoint, self.bounds.probe)
+            except SshError as exc:
+                self._raise_lost(f"cannot connect over SSH: {exc}")
+        return self._session
+
+    def _drop_session(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def _probe(self) -> str | None:
+        try:
+            code, _ = _capture(self.session(), "true", self.bounds.probe, self.seams.clock)
+        except SshError as exc:
+            self._drop_session()
+            return f"the guest did not run `true` over SSH within {self.bounds.probe:.0f}s: {exc}"
+        except KeptGuestError as exc:
+            return str(exc)
+        return None if code == 0 else f"`true` exited with {code}"
+
+    def run(self, command: str, *, on_line: Callable[[str], None], idle_timeout: float,
+            total_timeout: float, on_console: Callable[[str], None] | None = None,
+            console_counts: bool = True, poll: float = 1.0) -> int:
+        """Runs a shell command in the guest, streaming its output (stdout and stderr, merged)
+        line by line to on_line; returns its exit status (255: it ended without one, e.g.
+        killed by a signal).  on_console, if given, gets the console's new lines as they come
+        (the harness markers: progress).  No progress (output, or console output when
+        console_counts) for idle_timeout, or total_timeout in all: sysrq w,d, CommandHung.
+        A quiet command makes run() probe the guest every bounds.probe_interval: no answer
+        -> GuestUnresponsive; QEMU gone -> GuestDied.  Never waits without a bound."""
+        problem = self.process_problem()
+        if problem is not None:
+            raise GuestDied(problem, console_tail(self.console_log))
+        watch = _Progress(self, self.seams.clock, on_line, on_console, console_counts)
+        try:
+            chan = self.session().exec(command, self.bounds.probe)
+        except SshError as exc:
+            self._drop_session()
+            self._raise_lost(f"the guest did not start the command: {exc}")
+        try:
+            return self._pump(command, chan, watch, idle_timeout, total_timeout,
+                              poll if on_console else None)
+        finally:
+            watch.flush()   # a partial last line too, also when the command hung
+            chan.close()
+
+    def run_window(self, command: str, *, on_line: Callable[[str], None], idle_timeout: float,
+                   total_timeout: float, on_console: Callable[[str], None] | None = None,
+                   done_marker: str | None = None, settle: float = 10.0,
+                   lock: LockFactory | None = None) -> "Window":
+        """run() for a retest: holds `lock` (the cpu lock) while the command runs, and
+        returns the console text written meanwhile (waiting up to `settle` s for
+        done_marker, e.g. "harness: GUEST DONE", to come through) for the log scan.  A
+        guest error does not raise: it is in Window.error, with the window up to and
+        including the sysrq dumps, so the report can still show what the kernel said."""
+        offset = self.console_offset()
+        clock = self.seams.clock
+        t0 = clock.monotonic()
+        code: int | None = None
+        error: KeptGuestError | None = None
+        with lock() if lock else nullcontext():
+            try:
+                code = self.run(command, on_line=on_line, idle_timeout=idle_timeout,
+                                total_timeout=total_timeout, on_console=on_console)
+            except KeptGuestError as exc:
+                error = exc
+        seconds = clock.monotonic() - t0
+        if done_marker is not None and error is None:
+            self.wait_console(offset, (done_marker,), settle)
+        return Window(exit_code=code, console=self.console_since(offset), seconds=seconds,
+                      error=error)
+
+    def _pump(self, command: str, chan: SshChannel, watch: "_Progress", idle_timeout: float,
+              total_timeout: float, poll: float | None) -> int:
+        clock = self.seams.clock
+        start = clock.monotonic()
+        deadline = start + total_timeout
+        last_probe = start
+        while True:
+            now = clock.monotonic()
+            wake = min(deadline, watch.last + idle_timeout,
+                       max(watch.last, last_probe) + self.bounds.probe_interval,
+                       now + poll if poll else float("inf"))
+            data = chan.recv(max(0.0, wake - now))
+            if data == b"":
+                break
+            watch.output(data)
+            watch.console()
+            now = clock.monotonic()
+            if now >= deadline:
+                self._hung(f"`{_brief(command)}` ran past its {total_timeout:.0f}s deadline",
+                           idle=False)
+            if now - watch.last >= idle_timeout:
+                self._hung(f"`{_brief(command)}` made no progress for {idle_timeout:.0f}s",
+                           idle=True)
+            if now - max(watch.last, last_probe) >= self.bounds.probe_interval:
+                why = self._probe()
+                if why is not None:
+                    self._raise_lost(why)
+                last_probe = clock.monotonic()
+        watch.flush()
+        status = chan.exit_status(self.bounds.probe)
+        if status is not None and status >= 0:
+            return status
+        # the session ended without a status: the guest died, or the command was killed
+        self._drop_session()
+        problem = self.process_problem()
+        if problem is not None:
+            raise GuestDied(problem, console_tail(self.console_log))
+        why = self._probe()
+        if why is not None:
+            self._raise_lost(why)
+        watch.on_line("kept guest: the command ended without an exit status "
+                      "(killed by a signal?)")
+        return 255
+
+    def _raise_lost(self, why: str) -> NoReturn:
+        """The guest does not answer: GuestDied if QEMU is gone, else sysrq + GuestUnresponsive."""
+        problem = self.process_problem()
+        if problem is not None:
+            raise GuestDied(f"{problem} ({why})", console_tail(self.console_log))
+        self._sysrq_and_wait()
+        self._drop_session()
+        self.mark_tainted(f"unresponsive: {why}")
+        raise GuestUnresponsive(why, console_tail(self.console_log, 80))
+
+    def _hung(self, why: str, *, idle: bool) -> NoReturn:
+        """A command that stopped progressing: is it the guest?  Else sysrq, CommandHung."""
+        lost = self._probe()
+        if lost is not None:
+            self._raise_lost(f"{why}; then {lost}")
+        self._sysrq_and_wait()
+        self._drop_session()   # closing the session hangs up the command, if it can end
+        self.mark_tainted(f"a command hung: {why}")
+        raise CommandHung(why, console_tail(self.console_log, 80), idle=idle)
+
+    def sysrq(self, keys: str = "wd") -> bool:
+        why = self.seams.monitor(Path(self.state.monitor)).sysrq(keys)
+        return why is None
+
+    def _sysrq_and_wait(self) -> None:
+        """Blocked tasks (w) and held locks (d) into the console, before anything is killed."""
+        offset = self.console_offset()
+        if self.sysrq("wd"):
+            self.wait_console(offset, _SYSRQ_DONE, self.bounds.after_sysrq)
+
+    # -- the end
+
+    def stop(self, say: Say) -> None:
+        """Asks the guest to power off, kills it after bounds.stop, removes the state."""
+        st, host = self.state, self.seams.host
+        if self.process_problem() is None:
+            asked: str | None = None
+            try:
+                _capture(self.session(), f"echo stop > {STOP_FIFO}", self.bounds.probe,
+                         self.seams.clock)
+            except (SshError, KeptGuestError) as exc:
+                asked = str(exc)   # also when the guest powered off before the status came
+            self._drop_session()
+            if host.wait_gone(st.qemu_pid, st.qemu_ticks, self.bounds.stop):
+                # vng and then the keeper end on their own once QEMU is gone
+                host.wait_gone(st.keeper_pid, st.keeper_ticks, self.bounds.kill)
+            else:
+                say(f"guest: still running {self.bounds.stop:.0f}s after the poweroff request"
+                    + (f" ({asked})" if asked else "") + "; killing it")
+        self._drop_session()
+        if host.boot_id() == st.boot_id:
+            qemu_ours = host.start_ticks(st.qemu_pid) == st.qemu_ticks
+            _kill_vm(host,
+                     st.keeper_pid if host.start_ticks(st.keeper_pid) == st.keeper_ticks else None,
+                     st.vm_pgid if qemu_ours else None, self.bounds,
+                     st.qemu_pid if qemu_ours else None)
+        for p in (self._paths.state, self._paths.monitor, self._paths.pidfile):
+            p.unlink(missing_ok=True)
+        say(f"guest: stopped; its console stays in {self.console_log}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Window:
+    """One retest: the command's status and the console it produced."""
+
+    exit_code: int | None         # None: see error
+    console: str                  # for logscan.scan_console, and <suite>.console.log
+    seconds: float
+    error: KeptGuestError | None = None   # GuestDied, GuestUnresponsive or CommandHung
+
+
+def stop(state_dir: Path, say: Say, *, seams: Seams | None = None,
+         bounds: Bounds = Bounds()) -> bool:
+    """Stops the guest recorded in state_dir; False if there was none."""
+    guest = KeptGuest.load(state_dir, seams=seams, bounds=bounds)
+    if guest is None:
+        return False
+    guest.stop(say)
+    return True
+
+
+class _Progress:
+    """Splits a command's output into lines and follows the console, for run()."""
+
+    def __init__(self, guest: KeptGuest, clock: Clock, on_line: Callable[[str], None],
+                 on_console: Callable[[str], None] | None, console_counts: bool) -> None:
+        self.guest, self.clock = guest, clock
+        self.on_line, self.on_console, self.console_counts = on_line, on_console, console_counts
+        self.last = clock.monotonic()
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._partial = ""
+        self._console_at = guest.console_offset()
+        self._console_partial = ""
+
+    def output(self, data: bytes | None) -> None:
+        if not data:
+            return
+        self.last = self.clock.monotonic()
+        text = self._partial + self._decoder.decode(data)
+        *lines, self._partial = text.split("\n")
+        for line in lines:
+            self._line(line.rstrip("\r"))
+
+    def _line(self, line: str) -> None:
+        self.on_line(line)
+
+    def console(self) -> None:
+        size = self.guest.console_offset()
+        if size <= self._console_at:
+            return
+        if self.console_counts:
+            self.last = self.clock.monotonic()
+        if self.on_console is not None:
+            text = self._console_partial + self.guest.console_since(self._console_at)
+            *lines, self._console_partial = text.split("\n")
+            for line in lines:
+                self.on_console(line.rstrip("\r"))
+        self._console_at = size
+
+    def flush(self) -> None:
+        rest = self._partial + self._decoder.decode(b"", final=True)
+        if rest:
+            self._line(rest.rstrip("\r"))
+        self._partial = ""
+        self.console()
+
+
+def _brief(command: str) -> str:
+    return command if len(command) <= 60 else command[:57] + "..."
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
+# -- the real host --------------------------------------------------------------------------
+
+class _PipeKeeper:
+    def __init__(self, proc: subprocess.Popen[bytes], fd: int) -> None:
+        self.pid = proc.pid
+        self._proc = proc
+        self._fd: int | None = fd
+        self._buf = b""
+
+    def event(self, timeout: float) -> str | None:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            if self._fd is None:
+                return ""
+            ready, _, _ = select.select([self._fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                return None
+            chunk = os.read(self._fd, 4096)
+            if not chunk:
+                os.close(self._fd)
+                self._fd = None
+                if not self._buf:
+                    return ""
+                self._buf += b"\n"
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return line.decode(errors="replace")
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._proc.returncode = self._proc.poll()  # reap it if it ended; never wait
+
+
+class RealHost:
+    def spawn_keeper(self, argv: list[str], *, env: Mapping[str, str], log: Path) -> Keeper:
+        r, w = os.pipe()
+        try:
+            with open(log, "ab") as out:
+                proc = subprocess.Popen([*argv, "--status-fd", str(w)], stdin=subprocess.DEVNULL,
+                                        stdout=out, stderr=subprocess.STDOUT, env=dict(env),
+                                        pass_fds=(w,), start_new_session=True)
+        except BaseException:
+            os.close(r)
+            raise
+        finally:
+            os.close(w)
+        return _PipeKeeper(proc, r)
+
+    def start_ticks(self, pid: int) -> int | None:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] in ("Z", "X"):
+            return None
+        return int(fields[19])   # field 22 of stat(5): starttime
+
+    def wait_gone(self, pid: int, ticks: int | None, timeout: float) -> bool:
+        now = self.start_ticks(pid)
+        if now is None or (ticks is not None and now != ticks):
+            return True
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return self.start_ticks(pid) is None
+        try:
+            select.select([fd], [], [], timeout)
+        finally:
+            os.close(fd)
+        return self.start_ticks(pid) is None
+
+    def kill(self, pid: int, sig: int, *, group: bool = False) -> None:
+        try:
+            (os.killpg if group else os.kill)(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def port_free(self, port: int) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+        return True
+
+    def free_port(self) -> int:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    def boot_id(self) -> str:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+    def which(self, program: str) -> str | None:
+        return shutil.which(program)
+
+
+# -- SSH with paramiko ----------------------------------------------------------------------
+
+@contextmanager
+def _watchdog(timeout: float, expire: Callable[[], None]) -> Iterator[threading.Event]:
+    """Calls expire() if the block is still running after timeout (paramiko waits on some
+    replies without a timeout: closing the transport ends those waits)."""
+    fired = threading.Event()
+
+    def fire() -> None:
+        fired.set()
+        expire()
+
+    timer = threading.Timer(timeout, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield fired
+    finally:
+        timer.cancel()
+
+
+class _ParamikoChannel:
+    def __init__(self, chan: Any) -> None:
+        self._chan = chan
+
+    def recv(self, timeout: float) -> bytes | None:
+        self._chan.settimeout(max(0.0, timeout))
+        try:
+            data: bytes = self._chan.recv(65536)
+        except socket.timeout:
+            return None
+        return data
+
+    def exit_status(self, timeout: float) -> int | None:
+        if not self._chan.status_event.wait(max(0.0, timeout)):
+            return None
+        return int(self._chan.exit_status)
+
+    def close(self) -> None:
+        self._chan.close()
+
+
+class _ParamikoSession:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def exec(self, command: str, timeout: float) -> SshChannel:
+        transport = self._client.get_transport()
+        if transport is None or not transport.is_active():
+            raise SshError("the SSH connection is closed")
+        with _watchdog(timeout, transport.close) as fired:
+            try:
+                chan = transport.open_session(timeout=timeout)
+                chan.set_combine_stderr(True)
+                chan.exec_command(command)
+            except Exception as exc:
+                why = f"no answer within {timeout:.0f}s" if fired.is_set() else str(exc)
+                raise SshError(f"exec `{command[:80]}`: {why}") from exc
+        return _ParamikoChannel(chan)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def paramiko_connect(endpoint: Endpoint, timeout: float) -> SshSession:
+    """Logs in with vng's key, accepting only the host keys vng generated for the guest."""
+    import paramiko
+
+    # paramiko logs every failed attempt (normal while the guest boots) through logging's
+    # last-resort handler to stderr; a handler of its own keeps that off the terminal
+    logger = logging.getLogger("paramiko")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+    client = paramiko.SSHClient()
+    name = f"[{endpoint.host}]:{endpoint.port}"
+    known = client.get_host_keys()
+    for path in endpoint.host_keys:
+        for line in path.read_text().splitlines():
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(f"{name} {line}")
+            if entry is not None and entry.key is not None:
+                known.add(name, entry.key.get_name(), entry.key)
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    try:
+        sock = socket.create_connection((endpoint.host, endpoint.port), timeout=timeout)
+    except OSError as exc:
+        raise SshError(f"connect to {name}: {exc}") from exc
+    with _watchdog(timeout, sock.close) as fired:
+        try:
+            client.connect(endpoint.host, port=endpoint.port, username=endpoint.user,
+                           key_filename=str(endpoint.key), sock=sock, timeout=timeout,
+                           banner_timeout=timeout, auth_timeout=timeout,
+                           allow_agent=False, look_for_keys=False)
+        except Exception as exc:
+            client.close()
+            sock.close()
+            why = f"no answer within {timeout:.0f}s" if fired.is_set() else \
+                f"{type(exc).__name__}: {exc}"
+            raise SshError(f"ssh {endpoint.user}@{name}: {why}") from exc
+    return _ParamikoSession(client)
+
+
+# -- sysrq through the QEMU monitor ---------------------------------------------------------
+
+class HmpMonitor:
+    """QEMU's human monitor on a unix socket; each command is done when the prompt returns
+    (sendkey queues the key release, so two keys need no pause between them)."""
+
+    PROMPT = b"(qemu) "
+
+    def __init__(self, path: Path, timeout: float = 5.0) -> None:
+        self.path = path
+        self.timeout = timeout
+
+    def sysrq(self, keys: str) -> str | None:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(self.timeout)
+                sock.connect(str(self.path))
+                self._prompt(sock)
+                for key in keys:
+                    sock.sendall(f"sendkey alt-sysrq-{key}\n".encode())
+                    self._prompt(sock)
+        except OSError as exc:
+            return f"QEMU monitor {self.path}: {exc}"
+        return None
+
+    def _prompt(self, sock: socket.socket) -> None:
+        seen = b""
+        while not seen.endswith(self.PROMPT):
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("the monitor closed the connection")
+            seen = (seen + chunk)[-256:]
+
+
+# -- the keeper process ---------------------------------------------------------------------
+
+class _Status:
+    """The keeper's status pipe to start(); a parent that left is no error."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+
+    def send(self, line: str) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.write(self.fd, (line + "\n").encode())
+        except OSError:
+            self.close()
+
+    def close(self) -> None:
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = None
+
+
+def pump(fd: int, sink: IO[bytes], *, marker: bytes, on_ready: Callable[[], None],
+         timeout: float, on_timeout: Callable[[], float | None],
+         clock: Clock = RealClock()) -> None:
+    """Copies fd to sink until EOF; calls on_ready once marker went by.  When `timeout`
+    passes without EOF, on_timeout() is called and returns the next timeout (None: none)."""
+    window = b""
+    ready = False
+    deadline: float | None = clock.monotonic() + timeout
+    while True:
+        wait = None if deadline is None else max(0.0, deadline - clock.monotonic())
+        readable, _, _ = select.select([fd], [], [], wait)
+        if not readable:
+            nxt = on_timeout()
+            deadline = None if nxt is None else clock.monotonic() + nxt
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return
+        sink.write(chunk)
+        sink.flush()
+        if not ready:
+            window = (window + chunk)[-(len(marker) + 65536):]
+            if marker in window:
+                ready = True
+                on_ready()
+
+
+def keeper_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.keptguest",
+                                     description="keeps a guest's vng running; see start()")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    keep = sub.add_parser("keep", help="run vng as described in CONFIG, console to a file")
+    keep.add_argument("config", type=Path)
+    keep.add_argument("--status-fd", type=int, default=None)
+    args = parser.parse_args(argv)
+    cfg = json.loads(args.config.read_text())
+    for sig in (signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+    status = _Status(args.status_fd)
+    env = dict(os.environ)
+    env["PATH"] = cfg["path_prefix"] + os.pathsep + env.get("PATH", "")
+    argv_vng = [str(a) for a in cfg["argv"]]
+    with open(cfg["console"], "ab") as console:
+        console.write(f"### harness: kept guest: {' '.join(argv_vng)}\n".encode())
+        console.flush()
+        proc = subprocess.Popen(argv_vng, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, env=env, process_group=0)
+        status.send(f"spawned {proc.pid}")
+        assert proc.stdout is not None
+
+        def terminate(signum: int, frame: object) -> None:
+            # killed: take the VM along (QEMU is in vng's process group, not ours)
+            console.write(f"\n### harness: kept guest: keeper got signal {signum}\n".encode())
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+        signal.signal(signal.SIGTERM, terminate)
+        kills = iter([(signal.SIGTERM, 15.0), (signal.SIGKILL, None)])
+
+        def expire() -> float | None:
+            sig, nxt = next(kills, (signal.SIGKILL, None))
+            console.write(f"\n### harness: kept guest: lifetime over, {sig.name}\n".encode())
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            return nxt
+
+        def ready() -> None:
+            status.send("ready")
+            status.close()
+
+        pump(proc.stdout.fileno(), console, marker=cfg["marker"].encode(), on_ready=ready,
+             timeout=float(cfg["lifetime"]), on_timeout=expire)
+        code = proc.wait()
+        console.write(f"\n### harness: kept guest ended, vng status {code}\n".encode())
+    Path(cfg["ended"]).write_text(json.dumps({"status": code, "at": time.time()}) + "\n")
+    status.send(f"exit {code}")
+    status.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(keeper_main(sys.argv[1:]))
