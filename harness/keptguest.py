@@ -109,6 +109,8 @@ _NO_SSHD = re.compile(r"virtme-init: ssh: [^\n]*")
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9_+/.,=-]+$")
 
 Say = Callable[[str], None]
+# a limit in seconds, or a function asked for the current one at every wake-up
+Limit = float | Callable[[], float]
 LockFactory = Callable[[], AbstractContextManager[None]]
 
 
@@ -476,6 +478,8 @@ def _reset(paths: _Paths) -> None:
     paths.root.mkdir(parents=True, exist_ok=True)
     for p in (paths.state, paths.monitor, paths.pidfile, paths.ended):
         p.unlink(missing_ok=True)
+    if paths.console.exists():   # the last guest's console, for a look after the fact
+        paths.console.replace(paths.root / "console.previous.log")
     paths.console.write_bytes(b"")
     paths.keeper_log.write_bytes(b"")
 
@@ -745,14 +749,18 @@ class KeptGuest:
     # -- commands
 
     def session(self) -> SshSession:
+        """The SSH session (connected on first use); GuestDied/GuestUnresponsive if none."""
+        try:
+            return self._connected()
+        except SshError as exc:
+            self._raise_lost(f"cannot connect over SSH: {exc}")
+
+    def _connected(self) -> SshSession:
         if self._session is None:
             st = self.state
             endpoint = Endpoint(port=st.port, user=st.user, key=Path(st.key),
                                 host_keys=tuple(Path(p) for p in st.host_keys))
-            try:
-                self._session = self.seams.connect(endpoint, self.bounds.probe)
-            except SshError as exc:
-                self._raise_lost(f"cannot connect over SSH: {exc}")
+            self._session = self.seams.connect(endpoint, self.bounds.probe)
         return self._session
 
     def _drop_session(self) -> None:
@@ -762,15 +770,13 @@ class KeptGuest:
 
     def _probe(self) -> str | None:
         try:
-            code, _ = _capture(self.session(), "true", self.bounds.probe, self.seams.clock)
+            code, _ = _capture(self._connected(), "true", self.bounds.probe, self.seams.clock)
         except SshError as exc:
             self._drop_session()
             return f"the guest did not run `true` over SSH within {self.bounds.probe:.0f}s: {exc}"
-        except KeptGuestError as exc:
-            return str(exc)
         return None if code == 0 else f"`true` exited with {code}"
 
-    def run(self, command: str, *, on_line: Callable[[str], None], idle_timeout: float,
+    def run(self, command: str, *, on_line: Callable[[str], None], idle_timeout: Limit,
             total_timeout: float, on_console: Callable[[str], None] | None = None,
             console_counts: bool = True, poll: float = 1.0) -> int:
         """Runs a shell command in the guest, streaming its output (stdout and stderr, merged)
@@ -778,6 +784,8 @@ class KeptGuest:
         killed by a signal).  on_console, if given, gets the console's new lines as they come
         (the harness markers: progress).  No progress (output, or console output when
         console_counts) for idle_timeout, or total_timeout in all: sysrq w,d, CommandHung.
+        idle_timeout may be a function, asked at every wake-up: e.g. the running test's
+        budget (from its BEGIN marker, seen through on_console) plus the host's grace.
         A quiet command makes run() probe the guest every bounds.probe_interval: no answer
         -> GuestUnresponsive; QEMU gone -> GuestDied.  Never waits without a bound."""
         problem = self.process_problem()
@@ -796,7 +804,7 @@ class KeptGuest:
             watch.flush()   # a partial last line too, also when the command hung
             chan.close()
 
-    def run_window(self, command: str, *, on_line: Callable[[str], None], idle_timeout: float,
+    def run_window(self, command: str, *, on_line: Callable[[str], None], idle_timeout: Limit,
                    total_timeout: float, on_console: Callable[[str], None] | None = None,
                    done_marker: str | None = None, settle: float = 10.0,
                    lock: LockFactory | None = None) -> "Window":
@@ -822,7 +830,7 @@ class KeptGuest:
         return Window(exit_code=code, console=self.console_since(offset), seconds=seconds,
                       error=error)
 
-    def _pump(self, command: str, chan: SshChannel, watch: "_Progress", idle_timeout: float,
+    def _pump(self, command: str, chan: SshChannel, watch: "_Progress", idle_timeout: Limit,
               total_timeout: float, poll: float | None) -> int:
         clock = self.seams.clock
         start = clock.monotonic()
@@ -830,7 +838,8 @@ class KeptGuest:
         last_probe = start
         while True:
             now = clock.monotonic()
-            wake = min(deadline, watch.last + idle_timeout,
+            idle = idle_timeout() if callable(idle_timeout) else idle_timeout
+            wake = min(deadline, watch.last + idle,
                        max(watch.last, last_probe) + self.bounds.probe_interval,
                        now + poll if poll else float("inf"))
             data = chan.recv(max(0.0, wake - now))
@@ -842,8 +851,9 @@ class KeptGuest:
             if now >= deadline:
                 self._hung(f"`{_brief(command)}` ran past its {total_timeout:.0f}s deadline",
                            idle=False)
-            if now - watch.last >= idle_timeout:
-                self._hung(f"`{_brief(command)}` made no progress for {idle_timeout:.0f}s",
+            idle = idle_timeout() if callable(idle_timeout) else idle_timeout
+            if now - watch.last >= idle:
+                self._hung(f"`{_brief(command)}` made no progress for {idle:.0f}s",
                            idle=True)
             if now - max(watch.last, last_probe) >= self.bounds.probe_interval:
                 why = self._probe()
@@ -904,9 +914,9 @@ class KeptGuest:
         if self.process_problem() is None:
             asked: str | None = None
             try:
-                _capture(self.session(), f"echo stop > {STOP_FIFO}", self.bounds.probe,
+                _capture(self._connected(), f"echo stop > {STOP_FIFO}", self.bounds.probe,
                          self.seams.clock)
-            except (SshError, KeptGuestError) as exc:
+            except SshError as exc:
                 asked = str(exc)   # also when the guest powered off before the status came
             self._drop_session()
             if host.wait_gone(st.qemu_pid, st.qemu_ticks, self.bounds.stop):

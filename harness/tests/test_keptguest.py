@@ -695,3 +695,51 @@ def test_run_window_keeps_the_console_of_a_hang(world: World) -> None:
                               total_timeout=100)
     assert window.exit_code is None and isinstance(window.error, CommandHung)
     assert "Show Blocked State" in window.console
+
+
+def test_a_new_guest_keeps_the_last_console_as_previous(world: World) -> None:
+    world.start()
+    world.console("[ 1.0] the first guest\n")
+    world.host.procs.clear()
+    world.start()
+    assert "the first guest" in (world.state_dir / "console.previous.log").read_text()
+    assert "the first guest" not in (world.state_dir / "console.log").read_text()
+
+
+def test_a_guest_that_dies_while_the_process_lingers_is_reported_once(world: World) -> None:
+    """The connection drops a moment before QEMU's process is gone: the probe's failed
+    connect then finds QEMU gone."""
+    guest = world.start()
+    world.handlers["pytest"] = lambda: world.chan((1, b""), status=-1)
+    world.sessions.clear()
+
+    def connect_fails(endpoint: Endpoint, timeout: float) -> FakeSession:
+        world.host.procs.pop(QEMU, None)
+        raise SshError("Connection refused")
+
+    guest._session = None
+    guest.seams = Seams(host=world.host, connect=connect_fails, monitor=world.seams.monitor,
+                        clock=world.clock)
+    first = FakeSession(world.respond)
+    guest._session = first
+    with pytest.raises(GuestDied) as exc:
+        guest.run("pytest", on_line=lambda s: None, idle_timeout=10, total_timeout=10)
+    assert str(exc.value).count("is gone") == 1 and world.presses == []
+
+
+def test_the_idle_limit_can_follow_the_running_tests_budget(world: World) -> None:
+    guest = world.start()
+    budget = {"now": 100.0}
+
+    def on_console(line: str) -> None:
+        if "BEGIN slow budget=" in line:
+            budget["now"] = float(line.rsplit("=", 1)[1]) + 10
+
+    def script() -> FakeChannel:
+        world.console("[ 1.0] harness: BEGIN slow budget=360\n")
+        return world.chan((200, b"done\n"), (0, b""))   # 200 s quiet: fine within 370
+
+    world.handlers["sh "] = script
+    assert guest.run("sh /r/g.sh", on_line=lambda s: None, idle_timeout=lambda: budget["now"],
+                     total_timeout=1000, on_console=on_console) == 0
+    assert budget["now"] == 370
