@@ -65,7 +65,8 @@ check: venv
 vm-test: setup
 	$(HARNESS) run --suites all $(RUN_ARGS)
 
-test: check vm-test
+# setup first: on a fresh Debian 12 the venv needs python3-venv from apt
+test: setup check vm-test
 
 detectors: setup
 	$(HARNESS) run --suites detectors $(RUN_ARGS)
