@@ -16,13 +16,17 @@ the command line, so a plain `pytest guest-tests` runs none of them:
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from guest_runner import RunnerPlugin
+from helpers import Budget, Helpers
 from kmsg import KmsgFollower
+from stress import Stress
 
 HERE = Path(__file__).parent
 DETECTORS_DIR = HERE / "detectors"
@@ -38,6 +42,86 @@ def kmsg() -> Iterator[KmsgFollower]:
         yield follower
     finally:
         follower.close()
+
+
+# stand-in until guest_runner.Budget lands
+# What a helper may spend is the watchdog's budget less this: the watchdog also
+# covers setup and teardown, and a failing test still has to report.
+BUDGET_MARGIN_S = 10.0
+BUDGET_MARGIN_SHARE = 0.1
+
+
+@dataclass(frozen=True, kw_only=True)
+class StandInBudget:
+    """stand-in until guest_runner.Budget lands: `seconds` is the test's whole
+    watchdog budget, remaining() what is left of it minus a margin."""
+
+    seconds: float
+    started: float
+
+    def remaining(self) -> float:
+        margin = BUDGET_MARGIN_S + BUDGET_MARGIN_SHARE * self.seconds
+        return max(0.0, self.seconds - margin - (time.monotonic() - self.started))
+
+
+@pytest.fixture
+def budget(request: pytest.FixtureRequest, timeout_scale: float) -> StandInBudget:
+    """stand-in until guest_runner.Budget lands. The watchdog's own budget for this
+    test (timeout_s marker or HARNESS_TEST_TIMEOUT, default 120 s, times
+    HARNESS_TIMEOUT_SCALE), so that a helper's deadline always comes first."""
+    plugin = request.config.pluginmanager.get_plugin("harness-runner")
+    if isinstance(plugin, RunnerPlugin) and isinstance(request.node, pytest.Item):
+        seconds = plugin.timeout_for(request.node)
+    else:
+        mark = request.node.get_closest_marker("timeout_s")
+        seconds = (float(mark.args[0]) if mark and mark.args else 120.0) * timeout_scale
+    return StandInBudget(seconds=seconds, started=time.monotonic())
+
+
+def _env_number(name: str) -> str | None:
+    raw = os.environ.get(name, "").strip()
+    return raw or None
+
+
+@pytest.fixture
+def stress_scale(request: pytest.FixtureRequest) -> float:
+    """--stress-scale, else HARNESS_STRESS_SCALE, else 1."""
+    opt: float | None = request.config.getoption("stress_scale", None)
+    if opt is not None:
+        return opt
+    raw = _env_number("HARNESS_STRESS_SCALE")
+    try:
+        return float(raw) if raw else 1.0
+    except ValueError:
+        raise pytest.UsageError(f"HARNESS_STRESS_SCALE={raw!r} is not a number") from None
+
+
+@pytest.fixture
+def stress(request: pytest.FixtureRequest, stress_scale: float) -> Stress:
+    """Round counts of the stress scenarios: --stress-rounds (HARNESS_STRESS_ROUNDS)
+    sets them all, else each scenario's default times stress_scale."""
+    rounds: int | None = request.config.getoption("stress_rounds", None)
+    raw = _env_number("HARNESS_STRESS_ROUNDS")
+    if rounds is None and raw:
+        if not raw.isdigit():
+            raise pytest.UsageError(f"HARNESS_STRESS_ROUNDS={raw!r} is not a round count")
+        rounds = int(raw)
+    return Stress(scale=stress_scale, rounds=rounds)
+
+
+@pytest.fixture
+def results_dir() -> Path | None:
+    """HARNESS_RESULTS, the results directory shared with the host; None when unset."""
+    raw = os.environ.get("HARNESS_RESULTS", "").strip()
+    return Path(raw) if raw else None
+
+
+@pytest.fixture
+def helpers(guest_bin: Path, budget: Budget, timeout_scale: float,
+            results_dir: Path | None, tmp_path: Path) -> Helpers:
+    """Runs the guest programs (helpers.py) within this test's budget."""
+    return Helpers(guest_bin=guest_bin, budget=budget, timeout_scale=timeout_scale,
+                   results_dir=results_dir, tmp_path=tmp_path)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
