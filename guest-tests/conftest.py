@@ -64,6 +64,7 @@ class StandInBudget:
         return max(0.0, self.seconds - margin - (time.monotonic() - self.started))
 
 
+# stand-in until guest_runner.Budget lands
 @pytest.fixture
 def budget(request: pytest.FixtureRequest, timeout_scale: float) -> StandInBudget:
     """stand-in until guest_runner.Budget lands. The watchdog's own budget for this
