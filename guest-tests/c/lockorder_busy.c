@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
@@ -130,8 +131,10 @@ static int busy_setup(struct busy *b)
 		return -1;
 	b->mem = mmap(NULL, mem_len, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (b->mem == MAP_FAILED)
+	if (b->mem == MAP_FAILED) {
+		t_diag("mmap: %s", strerror(errno));
 		return -1;
+	}
 	memset(b->mem, 0x3c, mem_len);
 	printf("busy sets=%d slots=%d rereg_every=%d\n", BUSY_SETS, BUSY_SLOTS, BUSY_REREG);
 	for (s = 0; s < BUSY_SETS; s++) {
@@ -151,8 +154,10 @@ static int busy_setup(struct busy *b)
 				b->mem + ((size_t)s * BUSY_SLOTS + i) * 2 * PAGE_SZ + off, len };
 			snprintf(name, sizeof(name), "lo-s%d-i%d", s, i);
 			b->fds[s][i] = memfd_create(name, MFD_CLOEXEC);
-			if (b->fds[s][i] < 0)
+			if (b->fds[s][i] < 0) {
+				t_diag("memfd_create: %s", strerror(errno));
 				return -1;
+			}
 			printf("genbuf set=%d slot=%d addr=%lx len=%zu\n", s, i,
 			       (unsigned long)b->iov[s][i].iov_base, len);
 			printf("genfile set=%d slot=%d name=memfd:%s\n", s, i, name);
@@ -160,12 +165,16 @@ static int busy_setup(struct busy *b)
 	}
 	/* change 0: set 0 */
 	if (io_uring_register_buffers(&b->ring, b->iov[0], BUSY_SLOTS) ||
-	    io_uring_register_files(&b->ring, b->fds[0], BUSY_SLOTS))
+	    io_uring_register_files(&b->ring, b->fds[0], BUSY_SLOTS)) {
+		t_diag("register set 0 failed");
 		return -1;
+	}
 	for (i = 0; i < 2; i++) {
 		b->link[i] = iter_attach(i, b->ring.ring_fd);
-		if (!b->link[i])
+		if (!b->link[i]) {
+			t_diag("attach %s: %s", it_name[i], strerror(errno));
 			return -1;
+		}
 	}
 	return 0;
 }
@@ -220,7 +229,7 @@ static enum t_exit test_busy(long rounds)
 	int i;
 
 	if (!b || busy_setup(b))
-		return t_fail("ring setup");
+		return t_fail("setup");
 	tally_init(&tl, "busy", rounds);
 	step("busy");
 	for (i = 0; i < 2; i++) {
