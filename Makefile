@@ -61,6 +61,8 @@ check: venv
 	$(VPY) -m pytest -q harness/tests
 	cd guest-tests && ../$(VPY) -m pytest -q -p no:cacheprovider selftests
 	$(VPY) -m mypy harness
+	cd guest-tests && ../$(VPY) -m mypy --config-file= --python-version 3.11 --ignore-missing-imports \
+	    --disallow-untyped-defs --explicit-package-bases .
 
 vm-test: setup
 	$(HARNESS) run --suites all $(RUN_ARGS)

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from guest_runner import RunnerPlugin
+from helpers import Budget, Helpers
 from kmsg import KmsgFollower
+from stress import Stress
 
 HERE = Path(__file__).parent
 DETECTORS_DIR = HERE / "detectors"
@@ -40,6 +43,39 @@ def kmsg() -> Iterator[KmsgFollower]:
         follower.close()
 
 
+def _env_number(name: str) -> str | None:
+    raw = os.environ.get(name, "").strip()
+    return raw or None
+
+
+@pytest.fixture
+def stress(request: pytest.FixtureRequest, stress_scale: float) -> Stress:
+    """Round counts of the stress scenarios: --stress-rounds (HARNESS_STRESS_ROUNDS)
+    sets them all, else each scenario's default times stress_scale."""
+    rounds: int | None = request.config.getoption("stress_rounds", None)
+    raw = _env_number("HARNESS_STRESS_ROUNDS")
+    if rounds is None and raw:
+        if not raw.isdigit():
+            raise pytest.UsageError(f"HARNESS_STRESS_ROUNDS={raw!r} is not a round count")
+        rounds = int(raw)
+    return Stress(scale=stress_scale, rounds=rounds)
+
+
+@pytest.fixture
+def results_dir() -> Path | None:
+    """HARNESS_RESULTS, the results directory shared with the host; None when unset."""
+    raw = os.environ.get("HARNESS_RESULTS", "").strip()
+    return Path(raw) if raw else None
+
+
+@pytest.fixture
+def helpers(guest_bin: Path, budget: Budget, timeout_scale: float,
+            results_dir: Path | None, tmp_path: Path) -> Helpers:
+    """Runs the guest programs (helpers.py) within this test's budget."""
+    return Helpers(guest_bin=guest_bin, budget=budget, timeout_scale=timeout_scale,
+                   results_dir=results_dir, tmp_path=tmp_path)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness stress", "round counts of the lock-ordering scenarios")
     group.addoption("--stress-rounds", type=int, default=None, dest="stress_rounds",
@@ -51,7 +87,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.pluginmanager.register(RunnerPlugin.from_env(os.environ), "harness-runner")
+    plugin = RunnerPlugin.from_env(os.environ)
+    # --stress-scale beats HARNESS_STRESS_SCALE, for the budgets too
+    scale: float | None = config.getoption("stress_scale", None)
+    if scale is not None:
+        if not scale > 0:
+            raise pytest.UsageError(f"--stress-scale {scale:g}: must be > 0")
+        plugin.settings = replace(plugin.settings, stress_scale=scale)
+    config.pluginmanager.register(plugin, "harness-runner")
 
 
 def _named_on_command_line(config: pytest.Config, directory: Path) -> bool:

@@ -1,20 +1,16 @@
-"""The record lines of the iterator helpers (c/uring_iter.c, c/uring_lockorder.c).
+"""The record lines of the iterator programs (c/iter_*.c, c/lockorder_*.c).
 
-Both helpers print what they set up and observed, and copy every line the
+They print what they set up and observed, and copy every line the
 iterators (bpf/uring_iter.bpf.c) print, as "<kind> [word ...] key=value ...".
 A file's dentry name may be empty or hold anything, spaces included, so in
 the kinds that show one it comes last and "name=" takes the rest of the line.
-Which kinds those are differs per helper, hence record_parser().
+Which kinds those are differs per family, hence record_parser().
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-
-# A helper's last line: the KTAP result of its one test.
-KTAP_RESULT = re.compile(r"^(?P<ok>ok|not ok) 1 (?P<name>\S+)(?: # (?P<directive>.*))?$")
 
 
 @dataclass(kw_only=True)

@@ -1,4 +1,4 @@
-"""Reading c/uring_lockorder.c's output and judging it (test_lock_ordering.py).
+"""Reading the output of c/lockorder_*.c and judging it (test_lock_ordering.py).
 
 Pure functions over the helper's text, so the host can check them
 (selftests/test_lockorder_checks.py). The helper reports facts: per
@@ -25,7 +25,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from iter_records import KTAP_RESULT, Rec, record_parser
+from helpers import KTAP_RESULT
+from iter_records import Rec, record_parser
 
 EDEADLK = errno.EDEADLK
 PAGE = 4096
@@ -365,7 +366,7 @@ class Expect:
 
 # Slots ahead of the walk's position are seen in their state at the time the
 # walk gets there; slots behind it are not seen again. Each walk below read
-# its first object, then the table changed, then it went on (c/uring_lockorder.c).
+# its first object, then the table changed, then it went on (c/lockorder_lifetime.c).
 LIFETIME_FILE_WALKS = {
     # 0 a0 | 1 a1 2 a2 3 a3 . 5 a5 . 7 a7: 1 and 2 cleared, 5 replaced, 6 filled
     "update": Expect(kind="file", nr=8, files=(

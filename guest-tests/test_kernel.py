@@ -4,53 +4,15 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-EXIT_SKIP = 77  # c/t_helpers.h T_EXIT_SKIP
-HELPER_TIMEOUT_S = 60.0
-KTAP_RESULT = re.compile(r"^(?P<ok>ok|not ok) (?P<nr>\d+) (?P<name>\S+)(?: # (?P<directive>.*))?$")
+from helpers import Helpers
+from softassert import SoftAssert
+
 CQE_LINE = re.compile(r"^# cqe res=(?P<res>-?\d+) user_data=0x(?P<user_data>[0-9a-f]+)\b")
 ITER_COUNTS = re.compile(r"^# bytes=(?P<bytes>\d+) tasks_seen=(?P<tasks_seen>\d+)$")
-
-
-@dataclass(frozen=True, kw_only=True)
-class HelperRun:
-    returncode: int
-    lines: list[str]
-    stderr: str
-
-    def match(self, pattern: re.Pattern[str]) -> re.Match[str]:
-        for line in self.lines:
-            m = pattern.match(line)
-            if m:
-                return m
-        raise AssertionError(f"no line matching {pattern.pattern!r} in {self.lines}")
-
-
-def run_helper(guest_bin: Path, name: str, *args: str, timeout_scale: float) -> HelperRun:
-    """Run a C helper built by the Makefile; skip the test on its SKIP exit code."""
-    exe = guest_bin / name
-    if not exe.is_file():
-        pytest.fail(f"{exe} is missing: build with make -C guest-tests OUT={guest_bin}")
-    proc = subprocess.run(
-        [str(exe), *args],
-        capture_output=True,
-        text=True,
-        timeout=HELPER_TIMEOUT_S * timeout_scale,
-        check=False,
-    )
-    run = HelperRun(returncode=proc.returncode, lines=proc.stdout.splitlines(), stderr=proc.stderr)
-    result = run.match(KTAP_RESULT)
-    if proc.returncode == EXIT_SKIP:
-        pytest.skip(f"{name}: {result['directive'] or 'skipped'}")
-    assert proc.returncode == 0 and result["ok"] == "ok", (
-        f"{name} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}"
-    )
-    return run
 
 
 def test_kernel_release(kernel_release_expected: str | None) -> None:
@@ -59,9 +21,9 @@ def test_kernel_release(kernel_release_expected: str | None) -> None:
     assert os.uname().release == kernel_release_expected
 
 
-def test_io_uring_nop_round_trip(guest_bin: Path, timeout_scale: float) -> None:
+def test_io_uring_nop_round_trip(helpers: Helpers) -> None:
     user_data = int.from_bytes(os.urandom(8), "little") | 1
-    run = run_helper(guest_bin, "uring_nop", hex(user_data), timeout_scale=timeout_scale)
+    run = helpers.run("uring_nop", hex(user_data), label="uring_nop")
     cqe = run.match(CQE_LINE)
     assert int(cqe["res"]) == 0
     assert int(cqe["user_data"], 16) == user_data
@@ -89,7 +51,7 @@ def _in_initial_pid_ns() -> bool:
     return True
 
 
-def test_bpf_task_iterator(guest_bin: Path, timeout_scale: float, tmp_path: Path) -> None:
+def test_bpf_task_iterator(helpers: Helpers, tmp_path: Path) -> None:
     if not _in_initial_pid_ns():
         pytest.skip("not in the initial pid namespace: iterator pids would not match /proc")
     proc = Path("/proc")
@@ -98,28 +60,29 @@ def test_bpf_task_iterator(guest_bin: Path, timeout_scale: float, tmp_path: Path
     my_threads = {int(t.name) for t in (proc / "self/task").iterdir()}
     before = _proc_tgids(proc)
     out = tmp_path / "tasks.txt"
-    run = run_helper(guest_bin, "task_iter", str(out), timeout_scale=timeout_scale)
+    run = helpers.run("task_iter", str(out), label="task_iter")
     after = _proc_tgids(proc)
 
     tasks = _parse_task_lines(out.read_text())
     counts = run.match(ITER_COUNTS)
-    assert int(counts["bytes"]) == out.stat().st_size
+    checks = SoftAssert()
+    checks.eq("bytes read vs the file written", int(counts["bytes"]), out.stat().st_size)
     # The program counts every run; a task that did not fit the buffer runs again.
-    assert int(counts["tasks_seen"]) >= len(tasks)
+    checks.true(f"tasks_seen={counts['tasks_seen']} < {len(tasks)} tasks printed",
+                int(counts["tasks_seen"]) >= len(tasks))
 
     by_pid = {pid: (tgid, comm) for pid, tgid, comm in tasks}
-    assert len(by_pid) == len(tasks), "a task was printed twice"
-    assert by_pid.get(me) == (me, my_comm), "this test's own process is missing or wrong"
+    checks.eq("tasks printed twice", len(tasks) - len(by_pid), 0)
+    checks.eq("this test's own process (tgid, comm)", by_pid.get(me), (me, my_comm))
     missing_threads = {t for t in my_threads if by_pid.get(t, (None,))[0] != me}
-    assert not missing_threads, f"threads of pid {me} missing: {sorted(missing_threads)}"
+    checks.eq(f"threads of pid {me} missing", sorted(missing_threads), [])
 
     iter_tgids = {tgid for _, tgid, _ in tasks}
-    assert set(by_pid) >= iter_tgids, "a tgid without its leader task"
+    checks.eq("tgids without their leader task", sorted(iter_tgids - set(by_pid)), [])
     stable = before & after
-    not_iterated = stable - iter_tgids
-    assert not not_iterated, f"alive throughout but not iterated: {sorted(not_iterated)}"
+    checks.eq("alive throughout but not iterated", sorted(stable - iter_tgids), [])
     # Short-lived processes may be seen by one view only; the helper itself is one.
     unexplained = iter_tgids - before - after
-    assert len(unexplained) <= max(5, len(stable) // 20), (
-        f"tgids iterated but never in /proc: {sorted(unexplained)}"
-    )
+    checks.true(f"tgids iterated but never in /proc: {sorted(unexplained)}",
+                len(unexplained) <= max(5, len(stable) // 20))
+    checks.done(run.describe())

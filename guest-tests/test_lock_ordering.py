@@ -3,7 +3,7 @@
 The iterators take the ring's ->uring_lock with mutex_trylock() and fail the
 read with EDEADLK when it is held (cover letter, "Locking"). These tests
 drive each order and assert the exact outcome of every read, and that nothing
-hangs (every wait in c/uring_lockorder.c is bounded; a read that never
+hangs (every wait in the c/lockorder_*.c programs is bounded; a read that never
 completes is reported as a hang and fails the test, and the host's log scan
 fails it on any lockdep, KASAN or hung-task report):
 
@@ -41,8 +41,9 @@ lifetime-*                                ring closed, buffers unregistered, fil
 Each test records {"ok", "edeadlk", "failed"} (plus "refused") as the JUnit
 property "outcomes", and the same per scenario as "scenarios".
 
-Stress: --stress-scale F (HARNESS_STRESS_SCALE) multiplies every default
-round count, --stress-rounds N (HARNESS_STRESS_ROUNDS) sets all of them.
+Stress (fixture `stress`): --stress-scale F (HARNESS_STRESS_SCALE) multiplies
+every default round count, --stress-rounds N (HARNESS_STRESS_ROUNDS) sets all
+of them. Each program runs within the test's budget (fixture `budget`).
 """
 
 from __future__ import annotations
@@ -50,17 +51,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 import lockorder as lo
-from bounded import Finished, run_bounded
-from guest_runner import Settings
+from helpers import Finished, Helpers
+from softassert import SoftAssert
+from stress import Stress
 
-HELPER = "uring_lockorder"
-EXIT_SKIP = 77
 EDEADLK = lo.EDEADLK
 
 # Default rounds per test. Measured under TCG, 2 vCPUs, KASAN + lockdep (per
@@ -84,82 +82,34 @@ PARALLEL = (os.cpu_count() or 1) >= 2
 
 
 # ----------------------------------------------------------------------------
-# running the helper
+# running the programs
 
 
-@dataclass(frozen=True, kw_only=True)
-class Stress:
-    scale: float
-    rounds: int | None
-
-    def of(self, test: str) -> int:
-        if self.rounds is not None:
-            return self.rounds
-        return max(1, round(DEFAULT_ROUNDS[test] * self.scale))
+def run(helpers: Helpers, program: str, *args: str, label: str | None = None
+        ) -> tuple[Finished, lo.Output]:
+    finished = helpers.run(program, *args, label=label)
+    return finished, lo.parse_output(finished.output)
 
 
-@pytest.fixture
-def stress(request: pytest.FixtureRequest) -> Stress:
-    opt_rounds = request.config.getoption("stress_rounds", None)
-    opt_scale = request.config.getoption("stress_scale", None)
-    env_rounds = os.environ.get("HARNESS_STRESS_ROUNDS", "").strip()
-    env_scale = os.environ.get("HARNESS_STRESS_SCALE", "").strip()
-    rounds = opt_rounds if opt_rounds is not None else int(env_rounds) if env_rounds else None
-    scale = opt_scale if opt_scale is not None else float(env_scale) if env_scale else 1.0
-    if (rounds is not None and rounds < 1) or not scale > 0:
-        raise pytest.UsageError("stress rounds must be >= 1 and the scale > 0")
-    return Stress(scale=scale, rounds=rounds)
+def rounds_of(stress: Stress, test: str) -> int:
+    return stress.of(DEFAULT_ROUNDS[test])
 
 
-def helper_timeout(timeout_scale: float) -> float:
-    """Most of the test's watchdog budget, so that a stuck helper fails the
-    test with its output instead of the watchdog ending pytest."""
-    settings = Settings.from_env(os.environ)
-    return 0.8 * settings.test_timeout_s * timeout_scale
-
-
-def run(guest_bin: Path, timeout_scale: float, *args: str) -> tuple[Finished, lo.Output]:
-    exe = guest_bin / HELPER
-    if not exe.is_file():
-        pytest.fail(f"{exe} is missing: build with make -C guest-tests OUT={guest_bin}",
-                    pytrace=False)
-    finished = run_bounded([exe, *args, f"tscale={timeout_scale:g}"],
-                           timeout=helper_timeout(timeout_scale))
-    results = os.environ.get("HARNESS_RESULTS")
-    if results:
-        try:
-            keep = Path(results) / HELPER
-            keep.mkdir(exist_ok=True)
-            # appended: in reproduce mode every round's output is kept
-            name = f"{args[0]}{'-sqpoll' if 'sqpoll=1' in args else ''}.txt"
-            with (keep / name).open("a") as f:
-                f.write(f"# {HELPER} {' '.join(args)} (exit {finished.returncode})\n")
-                f.write(finished.output)
-        except OSError:
-            pass
-    out = lo.parse_output(finished.output)
-    result = out.result
-    if finished.returncode == EXIT_SKIP and result is not None:
-        pytest.skip(f"{HELPER} {' '.join(args)}: {result['directive']}")
-    if finished.returncode != 0 or result is None or result["ok"] != "ok":
-        pytest.fail(finished.describe(tail=80), pytrace=False)
-    return finished, out
-
-
-class Verdict:
+class Verdict(SoftAssert):
     """Collects per-scenario counts and every mismatch, records, then fails once."""
 
     def __init__(self, record_property: Callable[[str, object], None], finished: Finished,
                  out: lo.Output) -> None:
+        super().__init__(limit=50)
         self.record = record_property
         self.finished = finished
         self.out = out
         self.scenarios: dict[str, lo.Counts] = dict(out.outcomes)
-        self.problems: list[str] = [f"helper reported: {b}" for b in out.bad]
+        self.problems += [f"helper reported: {b}" for b in out.bad]
 
     def counts(self, scenario: str) -> lo.Counts:
         if scenario not in self.scenarios:
-            self.problems.append(f"{scenario}: no outcome reported")
+            self.add(f"{scenario}: no outcome reported")
             self.scenarios[scenario] = lo.Counts()
         return self.scenarios[scenario]
 
@@ -170,24 +120,24 @@ class Verdict:
         for what, got, want in (("ok", c.ok, ok), ("edeadlk", c.edeadlk, edeadlk),
                                 ("failed", c.failed, failed), ("refused", c.refused, refused)):
             if want is not None and got != want:
-                self.problems.append(f"{scenario}: {what}={got}, expected {want}")
+                self.add(f"{scenario}: {what}={got}, expected {want}")
         if c.ok < ok_min:
-            self.problems.append(f"{scenario}: ok={c.ok}, expected at least {ok_min}")
+            self.add(f"{scenario}: ok={c.ok}, expected at least {ok_min}")
         if c.edeadlk < edeadlk_min:
-            self.problems.append(f"{scenario}: edeadlk={c.edeadlk}, expected at least "
-                                 f"{edeadlk_min} (the EDEADLK path was not taken)")
+            self.add(f"{scenario}: edeadlk={c.edeadlk}, expected at least "
+                     f"{edeadlk_min} (the EDEADLK path was not taken)")
         if total is not None and c.ok + c.edeadlk + c.failed != total:
-            self.problems.append(f"{scenario}: {c.ok + c.edeadlk + c.failed} reads counted, "
-                                 f"expected {total}")
+            self.add(f"{scenario}: {c.ok + c.edeadlk + c.failed} reads counted, "
+                     f"expected {total}")
 
     def check(self, scenario: str, key: str, want: str) -> None:
         got = self.out.check_values(scenario, key)
         if not got:
-            self.problems.append(f"{scenario}: no {key} reported")
+            self.add(f"{scenario}: no {key} reported")
         elif any(v != want for v in got):
-            self.problems.append(f"{scenario}: {key}={','.join(got)}, expected {want}")
+            self.add(f"{scenario}: {key}={','.join(got)}, expected {want}")
 
-    def done(self) -> None:
+    def done(self, context: str = "") -> None:
         total = lo.Counts()
         for c in self.scenarios.values():
             total.add(c)
@@ -196,23 +146,18 @@ class Verdict:
             name: {**c.as_dict(), **({"rounds": c.rounds} if c.rounds else {}),
                    **({"ms": c.ms} if c.ms else {})}
             for name, c in sorted(self.scenarios.items())}))
-        if self.problems:
-            shown = self.problems[:50]
-            more = len(self.problems) - len(shown)
-            pytest.fail("\n".join(shown) + (f"\n... and {more} more" if more else "")
-                        + "\n--- helper ---\n" + self.finished.describe(tail=120),
-                        pytrace=False)
+        super().done(context or self.finished.describe(tail=120))
 
 
 # ----------------------------------------------------------------------------
 # a ring reads its own iterators
 
 
-def test_self_read_inline_edeadlk(guest_bin: Path, timeout_scale: float, stress: Stress,
+def test_self_read_inline_edeadlk(helpers: Helpers, stress: Stress,
                                   record_property: Callable[[str, object], None]) -> None:
     """O_NONBLOCK: issued inline under the ring's own ->uring_lock: -EDEADLK, always."""
-    rounds = stress.of("self")
-    finished, out = run(guest_bin, timeout_scale, "self", f"rounds={rounds}")
+    rounds = rounds_of(stress, "self")
+    finished, out = run(helpers, "lockorder_self", f"rounds={rounds}")
     v = Verdict(record_property, finished, out)
     for ring in ("", "-sqpoll"):
         for it in ("buf", "file"):
@@ -223,14 +168,14 @@ def test_self_read_inline_edeadlk(guest_bin: Path, timeout_scale: float, stress:
     v.done()
 
 
-def test_self_read_iowq_succeeds(guest_bin: Path, timeout_scale: float, stress: Stress,
+def test_self_read_iowq_succeeds(helpers: Helpers, stress: Stress,
                                  record_property: Callable[[str, object], None]) -> None:
     """Without O_NONBLOCK (or with IOSQE_ASYNC) the read goes to io-wq, which holds no
     ->uring_lock: every walk completes. The worker can still find the lock taken by
     the submitter (or the SQ thread) that is finishing the batch: that is the
     documented "busy" -EDEADLK, retried (at most 200 times per walk, else failed)."""
-    rounds = stress.of("iowq")
-    finished, out = run(guest_bin, timeout_scale, "iowq", f"rounds={rounds}")
+    rounds = rounds_of(stress, "iowq")
+    finished, out = run(helpers, "lockorder_iowq", f"rounds={rounds}")
     v = Verdict(record_property, finished, out)
     for variant in ("self-iowq", "self-iowq-sqpoll", "self-async"):
         for it in ("buf", "file"):
@@ -243,7 +188,7 @@ def test_self_read_iowq_succeeds(guest_bin: Path, timeout_scale: float, stress: 
 FIXED_REFUSALS = 2 * 2 * 3 * 4 + 1
 
 
-def test_self_read_fixed_file_refused(guest_bin: Path, timeout_scale: float,
+def test_self_read_fixed_file_refused(helpers: Helpers,
                                       record_property: Callable[[str, object], None]) -> None:
     """The fixed-file variant of the self-read cannot happen: the series refuses
     iterator fds and links bound to any ring as fixed files, -EBADF
@@ -251,7 +196,7 @@ def test_self_read_fixed_file_refused(guest_bin: Path, timeout_scale: float,
     IORING_FILE_INDEX_ALLOC), as it refuses ring fds, since a ring holding one would
     pin itself. The refusal is the outcome asserted; the slot stays empty, so a
     fixed-file read of it is -EBADF too, and the table is unchanged."""
-    finished, out = run(guest_bin, timeout_scale, "fixed")
+    finished, out = run(helpers, "lockorder_fixed")
     v = Verdict(record_property, finished, out)
     v.expect("self-fixed-file", ok=0, edeadlk=0, refused=FIXED_REFUSALS)
     v.check("self-fixed-file", "table_unchanged", "1")
@@ -263,7 +208,7 @@ def test_self_read_fixed_file_refused(guest_bin: Path, timeout_scale: float,
 
 
 @pytest.mark.parametrize("kind", ["plain", "sqpoll"])
-def test_abba_cross_ring_reads(guest_bin: Path, timeout_scale: float, stress: Stress, kind: str,
+def test_abba_cross_ring_reads(helpers: Helpers, stress: Stress, kind: str,
                                record_property: Callable[[str, object], None]) -> None:
     """Ring A reads B's iterators while B reads A's, from two threads started
     together each round, in batches of 8 per io_uring_enter() (4 O_NONBLOCK, issued
@@ -272,9 +217,9 @@ def test_abba_cross_ring_reads(guest_bin: Path, timeout_scale: float, stress: St
     lockdep class. With SQPOLL the two SQ threads issue the inline reads. Each read is
     the whole walk or -EDEADLK, and both happen (measured: about 40% -EDEADLK)."""
     sqpoll = kind == "sqpoll"
-    rounds = stress.of("abba-sqpoll" if sqpoll else "abba")
-    finished, out = run(guest_bin, timeout_scale, "abba", f"rounds={rounds}",
-                        f"batch={ABBA_BATCH}", f"sqpoll={int(sqpoll)}")
+    rounds = rounds_of(stress, "abba-sqpoll" if sqpoll else "abba")
+    finished, out = run(helpers, "lockorder_abba", f"rounds={rounds}", f"batch={ABBA_BATCH}",
+                        f"sqpoll={int(sqpoll)}", label=f"lockorder_abba-{kind}")
     v = Verdict(record_property, finished, out)
     prefix = "abba-sqpoll" if sqpoll else "abba"
     per_kind = rounds * ABBA_BATCH  # both rings, half of each batch
@@ -292,8 +237,7 @@ HELD_TARGETS = 3   # a plain ring, the other ring of the pair, an SQPOLL ring
 HELD_READS = 8     # 2 iterators x (read(2), inline, io-wq, inline on a third ring)
 
 
-def test_held_lock_edeadlk_then_whole_walk(guest_bin: Path, timeout_scale: float,
-                                           stress: Stress,
+def test_held_lock_edeadlk_then_whole_walk(helpers: Helpers, stress: Stress,
                                            record_property: Callable[[str, object], None]
                                            ) -> None:
     """A register call whose argument faults on a FUSE page we answer later holds the
@@ -302,8 +246,8 @@ def test_held_lock_edeadlk_then_whole_walk(guest_bin: Path, timeout_scale: float
     from another ring, which holds its own lock (one side of AB-BA, made certain);
     through io-wq. A walk begun before returns its buffered text, then EDEADLK. Once
     released, the same fds give the whole walk: EDEADLK moved nothing."""
-    rounds = stress.of("held")
-    finished, out = run(guest_bin, timeout_scale, "held", f"rounds={rounds}")
+    rounds = rounds_of(stress, "held")
+    finished, out = run(helpers, "lockorder_held", f"rounds={rounds}")
     v = Verdict(record_property, finished, out)
     held = rounds * HELD_TARGETS
     v.expect("held", ok=0, edeadlk=held * HELD_READS)
@@ -321,15 +265,15 @@ def test_held_lock_edeadlk_then_whole_walk(guest_bin: Path, timeout_scale: float
 # read(2) while the ring is busy
 
 
-def test_read_while_ring_busy(guest_bin: Path, timeout_scale: float, stress: Stress,
+def test_read_while_ring_busy(helpers: Helpers, stress: Stress,
                               record_property: Callable[[str, object], None]) -> None:
     """read(2) of a ring's iterators while other threads submit NOPs and switch its
     buffer and file tables between 8 known sets (all slots per call, every 5th time by
     unregistering and registering). One read holds the lock for the whole walk: it
     must show one set whole, one installed within the read's window (not stale), with
     every object well formed and exactly one final call, or fail with EDEADLK."""
-    rounds = stress.of("busy")
-    finished, out = run(guest_bin, timeout_scale, "busy", f"rounds={rounds}")
+    rounds = rounds_of(stress, "busy")
+    finished, out = run(helpers, "lockorder_busy", f"rounds={rounds}")
     v = Verdict(record_property, finished, out)
     counts, problems, summary = lo.judge_busy(out)
     timing = out.timings.get("busy")
@@ -341,7 +285,7 @@ def test_read_while_ring_busy(guest_bin: Path, timeout_scale: float, stress: Str
     v.check("busy", "change_errors", "0")
     for key in ("changes_buf", "changes_file", "nops"):
         if not all(int(x) > 0 for x in out.check_values("busy", key) or ["0"]):
-            v.problems.append(f"busy: {key} is 0: nothing kept the ring busy")
+            v.add(f"busy: {key} is 0: nothing kept the ring busy")
     record_property("busy_walks", json.dumps(summary))
     v.done()
 
@@ -351,7 +295,7 @@ def test_read_while_ring_busy(guest_bin: Path, timeout_scale: float, stress: Str
 
 
 def test_lifetime_ring_and_tables_under_iterators(
-        guest_bin: Path, timeout_scale: float, stress: Stress,
+        helpers: Helpers, stress: Stress,
         record_property: Callable[[str, object], None]) -> None:
     """The ring's fd closed while links and then only iterator fds hold it; its buffers
     unregistered, its file table sparse-updated, grown and shrunk in the middle of
@@ -360,8 +304,8 @@ def test_lifetime_ring_and_tables_under_iterators(
     last reference goes and not before (a pipe whose write end only the ring's table
     holds sees POLLHUP), KASAN sees no use-after-free. Then rounds of the same torn
     down under a reader."""
-    rounds = stress.of("lifetime")
-    finished, out = run(guest_bin, timeout_scale, "lifetime", f"rounds={rounds}")
+    rounds = rounds_of(stress, "lifetime")
+    finished, out = run(helpers, "lockorder_lifetime", f"rounds={rounds}")
     v = Verdict(record_property, finished, out)
     per, problems = lo.judge_lifetime(out)
     for name, counts in per.items():

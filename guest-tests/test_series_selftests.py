@@ -14,52 +14,73 @@ these skip; a failed build fails them with the build log.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bounded import Finished, run_bounded
-from guest_runner import Settings
+from guest_runner import RunnerPlugin
+from helpers import Finished, Helpers
 from hugepages import reserved_hugetlb
 from series_results import BuildState, Outcome, RunnerOutput, SeriesBuild, parse_runner_output
+from softassert import SoftAssert
 
-SETTINGS = Settings.from_env(os.environ)
-SERIES = SeriesBuild.load(SETTINGS.guest_bin)
-# Per runner process; the watchdog budgets (timeout_s) are above these.
-SUBTEST_TIMEOUT_S = 90.0
-WHOLE_TIMEOUT_S = 300.0
+# Per runner process, the watchdog's budget (the runner gets what is left of it).
+SUBTEST_TIMEOUT_S = 120.0
+WHOLE_TIMEOUT_S = 360.0
 # buffers_huge maps two 2M pages, THP or else hugetlb; the guest kernel has no THP.
 HUGETLB_PAGES = 2
-
-if SERIES.state is BuildState.BUILT:
-    SUBTEST_PARAMS = [pytest.param(s, id=s) for s in SERIES.subtests]
-    TEST_PARAMS = [pytest.param(t, id=t) for t in SERIES.tests]
-else:
-    SUBTEST_PARAMS = TEST_PARAMS = [pytest.param(None, id="series")]
+_SERIES = pytest.StashKey[SeriesBuild]()
 
 
-def _unavailable() -> None:
-    if SERIES.state is BuildState.ABSENT:
-        pytest.skip(f"series selftests not built: {SERIES.reason}")
-    if SERIES.state is not BuildState.BUILT:
-        pytest.fail(f"{SERIES.reason}\n{SERIES.build_log()}", pytrace=False)
+def _series_build(config: pytest.Config) -> SeriesBuild:
+    """What series/build.mk built into HARNESS_GUEST_BIN (the runner plugin's
+    settings), read once per session: the parameters depend on it."""
+    if _SERIES not in config.stash:
+        plugin = config.pluginmanager.get_plugin("harness-runner")
+        guest_bin = plugin.settings.guest_bin if isinstance(plugin, RunnerPlugin) else None
+        config.stash[_SERIES] = SeriesBuild.load(guest_bin)
+    return config.stash[_SERIES]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One test_subtest per subtest, one test_whole per test function."""
+    series = _series_build(metafunc.config)
+    for argname, names in (("subtest", series.subtests), ("test", series.tests)):
+        if argname in metafunc.fixturenames:
+            if series.state is BuildState.BUILT:
+                params = [pytest.param(n, id=n) for n in names]
+            else:
+                params = [pytest.param(None, id="series")]
+            metafunc.parametrize(argname, params)
+
+
+@pytest.fixture(scope="session")
+def series(request: pytest.FixtureRequest) -> SeriesBuild:
+    return _series_build(request.config)
+
+
+def _unavailable(series: SeriesBuild) -> None:
+    if series.state is BuildState.ABSENT:
+        pytest.skip(f"series selftests not built: {series.reason}")
+    if series.state is not BuildState.BUILT:
+        pytest.fail(f"{series.reason}\n{series.build_log()}", pytrace=False)
 
 
 @pytest.fixture(scope="module")
-def hugetlb_pool() -> Iterator[str | None]:
+def hugetlb_pool(series: SeriesBuild) -> Iterator[str | None]:
     """Free 2M hugetlb pages for buffers_huge while this module runs."""
-    if SERIES.state is not BuildState.BUILT:
+    if series.state is not BuildState.BUILT:
         yield None
         return
     with reserved_hugetlb(HUGETLB_PAGES) as why_not:
         yield why_not
 
 
-def _run(args: list[str], timeout: float, cwd: Path) -> tuple[Finished, RunnerOutput]:
-    finished = run_bounded([SERIES.runner, *args], timeout=timeout * SETTINGS.timeout_scale,
-                           cwd=cwd)
+def _run(helpers: Helpers, series: SeriesBuild, args: list[str], cwd: Path
+         ) -> tuple[Finished, RunnerOutput]:
+    finished = helpers.command([series.runner, *args], cwd=cwd,
+                               label=f"series-{'-'.join(args).replace('/', '-')}")
     return finished, parse_runner_output(finished.output)
 
 
@@ -82,14 +103,14 @@ def _skip_reason(outcome: Outcome) -> str:
     return lines[-1] if lines else "skipped without a reason"
 
 
-@pytest.mark.timeout_s(SUBTEST_TIMEOUT_S + 30)
-@pytest.mark.parametrize("subtest", SUBTEST_PARAMS)
-def test_subtest(subtest: str | None, hugetlb_pool: str | None, tmp_path: Path) -> None:
+@pytest.mark.timeout_s(SUBTEST_TIMEOUT_S)
+def test_subtest(subtest: str | None, series: SeriesBuild, hugetlb_pool: str | None,
+                 helpers: Helpers, tmp_path: Path) -> None:
     if subtest is None:
-        _unavailable()
+        _unavailable(series)
         return
     test = subtest.split("/", 1)[0]
-    finished, parsed = _run([subtest], SUBTEST_TIMEOUT_S, tmp_path)
+    finished, parsed = _run(helpers, series, [subtest], tmp_path)
     _check_ended(finished, parsed)
     top = parsed.outcomes.get(test)
     if top is None:
@@ -111,31 +132,28 @@ def test_subtest(subtest: str | None, hugetlb_pool: str | None, tmp_path: Path) 
     assert outcome.verdict == "PASS"
 
 
-@pytest.mark.timeout_s(WHOLE_TIMEOUT_S + 60)
-@pytest.mark.parametrize("test", TEST_PARAMS)
-def test_whole(test: str | None, hugetlb_pool: str | None, tmp_path: Path) -> None:
+@pytest.mark.timeout_s(WHOLE_TIMEOUT_S)
+def test_whole(test: str | None, series: SeriesBuild, hugetlb_pool: str | None,
+               helpers: Helpers, tmp_path: Path) -> None:
     if test is None:
-        _unavailable()
+        _unavailable(series)
         return
-    finished, parsed = _run([test], WHOLE_TIMEOUT_S, tmp_path)
+    finished, parsed = _run(helpers, series, [test], tmp_path)
     _check_ended(finished, parsed)
     top = parsed.outcomes.get(test)
     if top is None or top.verdict is None:
         _fail(f"the runner did not run {test} to its end", finished)
         return
     ran = {o.name: o for o in parsed.subtests_of(test)}
-    listed = [s for s in SERIES.subtests if s.startswith(test + "/")]
-    problems = []
+    listed = [s for s in series.subtests if s.startswith(test + "/")]
+    checks = SoftAssert()
+    checks.eq(f"{test}: the runner's exit status", finished.returncode, 0)
     for name in listed:
-        if name not in ran:
-            problems.append(f"{name}: never started")
+        checks.true(f"{name}: never started", name in ran)
     for name, outcome in ran.items():
         note = "" if name in listed else " (not in subtests.txt: its name is built at run time)"
-        if outcome.verdict == "FAIL":
-            problems.append(f"{name}: FAIL{note}\n{outcome.log_text}")
-    if top.extra.get("own_errors", "0") != "0":
-        problems.append(f"{test}: failed checks outside subtests:\n{top.log_text}")
-    if problems or finished.returncode != 0:
-        _fail(f"{test} with all subtests in one process (exit {finished.returncode}):\n"
-              + "\n".join(problems), finished)
+        checks.true(f"{name}: FAIL{note}\n{outcome.log_text}", outcome.verdict != "FAIL")
+    checks.true(f"{test}: failed checks outside subtests:\n{top.log_text}",
+                top.extra.get("own_errors", "0") == "0")
+    checks.done(f"{test} with all subtests in one process\n{finished.describe()}")
     assert top.verdict in ("PASS", "SKIP")

@@ -1,9 +1,9 @@
 """The series' io_uring_buf and io_uring_file BPF iterators against independent views.
 
-c/uring_iter.c sets up rings with known registered buffers and files, attaches
-bpf/uring_iter.bpf.c's iterators and reads them; it prints what it registered,
-what the kernel says elsewhere and the iterator output (see the C file). Here
-every field the iterator shows is checked:
+The programs c/iter_<scenario>.c set up rings with known registered buffers and
+files, attach bpf/uring_iter.bpf.c's iterators and read them; they print what
+they registered, what the kernel says elsewhere and the iterator output (see
+the C files). Here every field the iterator shows is checked:
 
 * buffers: slot, user address and length against what was registered and the
   ring's fdinfo; every bvec against a model of the buffer (one bvec per page,
@@ -23,7 +23,7 @@ every field the iterator shows is checked:
 
 test_read_through_io_uring reads the iterators with IORING_OP_READ (issue 4
 item 3) and test_attach_errors checks the errno of each kind of bad ring fd.
-All mismatches of a test are collected and reported together.
+All mismatches of a test are collected (SoftAssert) and reported together.
 """
 
 from __future__ import annotations
@@ -33,20 +33,17 @@ import json
 import os
 import re
 import socket
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from bounded import Finished, run_bounded
+from helpers import Finished, Helpers, judge
 from hugepages import reserved_hugetlb, thp_unavailable
-from iter_records import KTAP_RESULT, Rec, record_parser
+from iter_records import Rec, record_parser
+from softassert import SoftAssert
 
-HELPER = "uring_iter"
-HELPER_TIMEOUT_S = 90.0
-EXIT_SKIP = 77
 PAGE = 4096
 HPAGE = 2 << 20
 KPF_COMPOUND_HEAD = 15
@@ -90,14 +87,9 @@ class HelperRun:
 
 def parse_output(finished: Finished) -> HelperRun:
     """The helper's records; fails (or skips, on its SKIP exit) unless it ran to its end."""
-    lines = finished.lines
-    result = next((m for m in map(KTAP_RESULT.match, lines) if m), None)
-    if finished.returncode == EXIT_SKIP and result is not None:
-        pytest.skip(f"{HELPER} {' '.join(finished.argv[1:])}: {result['directive']}")
-    if finished.returncode != 0 or result is None or result["ok"] != "ok":
-        pytest.fail(finished.describe(), pytrace=False)
+    judge(finished)
     run = HelperRun(finished=finished)
-    for line in lines:
+    for line in finished.lines:
         if line.startswith("iter "):
             _, walk, text = line.split(" ", 2)
             run.iter_lines.setdefault(walk, []).append(text)
@@ -108,50 +100,15 @@ def parse_output(finished: Finished) -> HelperRun:
     return run
 
 
-def run_helper(guest_bin: Path, timeout_scale: float, *args: str) -> HelperRun:
-    exe = guest_bin / HELPER
-    if not exe.is_file():
-        pytest.fail(f"{exe} is missing: build with make -C guest-tests OUT={guest_bin}",
-                    pytrace=False)
-    finished = run_bounded([exe, *args], timeout=HELPER_TIMEOUT_S * timeout_scale)
-    # kept with the run's results (shared with the host) for a look afterwards
-    results = os.environ.get("HARNESS_RESULTS")
-    if results:
-        try:
-            keep = Path(results) / HELPER
-            keep.mkdir(exist_ok=True)
-            (keep / f"{'-'.join(args)}.txt").write_text(finished.output)
-        except OSError:
-            pass
-    return parse_output(finished)
+def run_helper(helpers: Helpers, name: str, *args: str) -> HelperRun:
+    return parse_output(helpers.run(name, *args))
 
 
-class Checks:
-    """Collects mismatches so that one run reports all of them."""
+class Checks(SoftAssert):
+    """The mismatches of one helper run, failed with its output."""
 
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def eq(self, what: str, actual: object, expected: object, *, hexa: bool = False) -> bool:
-        if actual == expected:
-            return True
-        if hexa and isinstance(actual, int) and isinstance(expected, int):
-            self.problems.append(f"{what}: got {actual:#x}, expected {expected:#x}")
-        else:
-            self.problems.append(f"{what}: got {actual!r}, expected {expected!r}")
-        return False
-
-    def true(self, what: str, condition: bool) -> bool:
-        if not condition:
-            self.problems.append(what)
-        return condition
-
-    def done(self, run: HelperRun) -> None:
-        if self.problems:
-            shown = self.problems[:60]
-            more = len(self.problems) - len(shown)
-            pytest.fail("\n".join(shown) + (f"\n... and {more} more" if more else "")
-                        + "\n--- helper ---\n" + run.finished.describe(tail=400), pytrace=False)
+    def done_with(self, run: HelperRun) -> None:
+        self.done(run.finished.describe(tail=400))
 
 
 # ----------------------------------------------------------------------------
@@ -358,9 +315,9 @@ def check_buffer_counters(checks: Checks, run: HelperRun, walks: list[str]) -> N
         checks.eq(f"after walk {when}: final calls of the buf program", c["buf_stops"], n)
 
 
-def test_buffer_iterator_small_pages(guest_bin: Path, timeout_scale: float) -> None:
-    run = run_helper(guest_bin, timeout_scale, "bufs")
-    check_small_pages(run).done(run)
+def test_buffer_iterator_small_pages(helpers: Helpers) -> None:
+    run = run_helper(helpers, "iter_bufs")
+    check_small_pages(run).done_with(run)
 
 
 def check_small_pages(run: HelperRun) -> Checks:
@@ -405,9 +362,9 @@ def huge_backing(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.mark.parametrize("huge_backing", ["hugetlb", "thp"], indirect=True)
-def test_buffer_iterator_huge(guest_bin: Path, timeout_scale: float, huge_backing: str) -> None:
-    run = run_helper(guest_bin, timeout_scale, "huge", huge_backing)
-    check_huge(run).done(run)
+def test_buffer_iterator_huge(helpers: Helpers, huge_backing: str) -> None:
+    run = run_helper(helpers, "iter_huge", huge_backing)
+    check_huge(run).done_with(run)
 
 
 def check_huge(run: HelperRun) -> Checks:
@@ -442,9 +399,9 @@ def kernel_dev(major: int, minor: int) -> int:
     return major << 20 | minor
 
 
-def test_file_iterator(guest_bin: Path, timeout_scale: float) -> None:
-    run = run_helper(guest_bin, timeout_scale, "files")
-    check_files(run).done(run)
+def test_file_iterator(helpers: Helpers) -> None:
+    run = run_helper(helpers, "iter_files")
+    check_files(run).done_with(run)
 
 
 def check_files(run: HelperRun) -> Checks:
@@ -556,9 +513,9 @@ READ_CASES = {
 
 
 @pytest.mark.timeout_s(180)
-def test_read_through_io_uring(guest_bin: Path, timeout_scale: float) -> None:
-    run = run_helper(guest_bin, timeout_scale, "edeadlk")
-    check_reads(run).done(run)
+def test_read_through_io_uring(helpers: Helpers) -> None:
+    run = run_helper(helpers, "iter_edeadlk")
+    check_reads(run).done_with(run)
 
 
 def check_reads(run: HelperRun) -> Checks:
@@ -606,9 +563,9 @@ ATTACH_ERRNO = {
 }
 
 
-def test_attach_errors(guest_bin: Path, timeout_scale: float) -> None:
-    run = run_helper(guest_bin, timeout_scale, "attach")
-    check_attach(run).done(run)
+def test_attach_errors(helpers: Helpers) -> None:
+    run = run_helper(helpers, "iter_attach")
+    check_attach(run).done_with(run)
 
 
 def check_attach(run: HelperRun) -> Checks:
@@ -630,17 +587,18 @@ def check_attach(run: HelperRun) -> Checks:
 # a pinned link: the ring outlives every fd, and the distribution's bpftool
 
 
-def bpffs() -> Path:
+def bpffs(helpers: Helpers) -> Path:
     path = Path("/sys/fs/bpf")
     if not os.path.ismount(path):
-        subprocess.run(["mount", "-t", "bpf", "bpf", str(path)], check=True, timeout=30)
+        mounted = helpers.command(["mount", "-t", "bpf", "bpf", str(path)])
+        if mounted.returncode != 0:
+            pytest.fail(f"cannot mount bpffs: {mounted.describe()}", pytrace=False)
     return path
 
 
-def test_pinned_link_keeps_the_ring_and_bpftool_lists_it(guest_bin: Path,
-                                                          timeout_scale: float) -> None:
-    pin = bpffs() / f"uring_iter_pin_{os.getpid()}"
-    run = run_helper(guest_bin, timeout_scale, "pin", str(pin))
+def test_pinned_link_keeps_the_ring_and_bpftool_lists_it(helpers: Helpers) -> None:
+    pin = bpffs(helpers) / f"uring_iter_pin_{os.getpid()}"
+    run = run_helper(helpers, "iter_pin", str(pin))
     pinned = run.one("pinned")
     try:
         # the helper exited: its ring fd is closed, only the pinned link holds the ring
@@ -655,13 +613,16 @@ def test_pinned_link_keeps_the_ring_and_bpftool_lists_it(guest_bin: Path,
             checks.eq("buffer length", bufs[0].dec("len"), pinned.dec("len"))
         if ends:
             checks.eq("registered buffers", ends[0].dec("nr_user_bufs"), 1)
-        shown = subprocess.run(["bpftool", "-j", "link", "show", "pinned", str(pin)],
-                               capture_output=True, text=True, timeout=60 * timeout_scale)
-        checks.eq("bpftool exit status", shown.returncode, 0)
-        if shown.returncode == 0:
-            info = json.loads(shown.stdout)
+        shown = helpers.command(["bpftool", "-j", "link", "show", "pinned", str(pin)],
+                                label="bpftool-link-show")
+        if checks.eq("bpftool exit status", shown.returncode, 0):
+            # one JSON line on stdout; libbpf may warn on stderr around it
+            info = json.loads(next((line for line in shown.lines if line.startswith("{")),
+                                   shown.output))
             checks.eq("bpftool link type", info.get("type"), "iter")
             checks.eq("bpftool target_name", info.get("target_name"), "io_uring_buf")
-        checks.done(run)
+        else:
+            checks.add(shown.describe())
+        checks.done_with(run)
     finally:
         pin.unlink(missing_ok=True)

@@ -3,7 +3,7 @@
  * iter/io_uring_buf and iter/io_uring_file: print every field of the
  * iterator context, and what the pointers in it lead to, as key=value
  * lines for test_uring_iter.py, which checks them against what
- * c/uring_iter.c registered and against views that do not come from the
+ * c/iter_*.c registered and against views that do not come from the
  * iterator (pagemap, fstat, fdinfo, VmPin).
  *
  * The context structs are the series' (io_uring/bpf_iter.c). They are

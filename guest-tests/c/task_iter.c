@@ -14,10 +14,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "t_helpers.h"
+#include "guest.h"
 #include "task_iter.skel.h"
-
-#define TEST_NAME "task_iter"
 
 static int write_all(int fd, const char *buf, size_t len)
 {
@@ -68,15 +66,13 @@ int main(int argc, char *argv[])
 	int iter_fd = -1, out_fd;
 	long bytes;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: %s OUTPUT_FILE\n", argv[0]);
-		return T_EXIT_FAIL;
-	}
-	t_plan(1);
+	t_start("task_iter", argc, argv);
+	if (argc < 2)
+		return t_fail("usage: task_iter OUTPUT_FILE");
 	out_fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (out_fd < 0) {
 		t_diag("open %s: %s", argv[1], strerror(errno));
-		return t_result(1, TEST_NAME, T_EXIT_FAIL, "cannot open output");
+		return t_fail("cannot open output");
 	}
 
 	skel = task_iter__open_and_load();
@@ -116,5 +112,5 @@ out:
 	bpf_link__destroy(link);
 	task_iter__destroy(skel);
 	close(out_fd);
-	return t_result(1, TEST_NAME, res, reason);
+	return t_result(res, reason);
 }

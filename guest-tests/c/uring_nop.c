@@ -2,7 +2,7 @@
 /*
  * Description: one IORING_OP_NOP round trip through io_uring_setup and
  * io_uring_enter. The user_data to submit is argv[1]; the completion must
- * carry res == 0 and the same user_data. Prints the CQE as a KTAP diagnostic
+ * carry res == 0 and the same user_data (a trailing tscale=F is ignored). Prints the CQE as a KTAP diagnostic
  * so the caller can check it independently.
  */
 #include <errno.h>
@@ -12,9 +12,7 @@
 
 #include <liburing.h>
 
-#include "t_helpers.h"
-
-#define TEST_NAME "uring_nop"
+#include "guest.h"
 
 static enum t_exit nop_round_trip(struct io_uring *ring, __u64 user_data)
 {
@@ -57,22 +55,20 @@ int main(int argc, char *argv[])
 	enum t_exit res;
 	int ret;
 
+	t_start("uring_nop", argc, argv);
 	if (argc > 1)
 		user_data = strtoull(argv[1], NULL, 0);
-
-	t_plan(1);
 	ret = io_uring_queue_init_params(4, &ring, &p);
 	if (ret == -EPERM || ret == -ENOSYS)
-		return t_result(1, TEST_NAME, T_EXIT_SKIP,
-				"io_uring_setup not permitted or not built");
+		return t_skip("io_uring_setup not permitted or not built");
 	if (ret) {
 		t_diag("io_uring_queue_init_params: %d (%s)", ret, strerror(-ret));
-		return t_result(1, TEST_NAME, T_EXIT_FAIL, "setup failed");
+		return t_fail("setup failed");
 	}
 	t_diag("ring fd=%d sq_entries=%u cq_entries=%u features=0x%x",
 	       ring.ring_fd, p.sq_entries, p.cq_entries, p.features);
 
 	res = nop_round_trip(&ring, user_data);
 	io_uring_queue_exit(&ring);
-	return t_result(1, TEST_NAME, res, res ? "bad completion" : NULL);
+	return t_result(res, "bad completion");
 }

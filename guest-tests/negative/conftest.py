@@ -1,4 +1,4 @@
-"""Fixture of the negative control: the helper in its unsafe orders.
+"""Fixture of the negative control: the unsafe programs (c/unsafe_*.c), started.
 
 These tests only mean something on the negative-control kernel
 (kernel-patches/negative/: ->start() sleeps on ->uring_lock instead of
@@ -10,18 +10,23 @@ the expected report never comes: the test fails, as it must.
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
 from guest_runner import in_virtme_guest
-from unsafe import UnsafeOrder, start_unsafe
+from helpers import Helpers, Started
+
+UnsafeOrder = Callable[[str], Started]
 
 
 @pytest.fixture
-def unsafe_order(guest_bin: Path) -> UnsafeOrder:
-    """start_unsafe() for the helpers under test, only inside a virtme-ng guest."""
+def unsafe_order(helpers: Helpers) -> UnsafeOrder:
+    """Starts c/unsafe_<order> (not waited for: the self-read never returns),
+    only inside a virtme-ng guest."""
     if not in_virtme_guest():
         pytest.skip("not in a virtme-ng guest: the negative control deadlocks its kernel")
-    return functools.partial(start_unsafe, guest_bin)
+
+    def start(order: str) -> Started:
+        return helpers.start(f"unsafe_{order}")
+    return start

@@ -1,4 +1,5 @@
-"""Negative control, AB-BA: read(2) of ring A's iterator, then ring B reads it inline.
+"""Negative control, AB-BA: read(2) of ring A's iterator, then ring B reads it inline
+(c/unsafe_invert.c).
 
 read(2) takes seq_file->lock, then A's ->uring_lock; ring B's inline read
 takes B's ->uring_lock, then seq_file->lock. With ->start() sleeping on the
@@ -11,25 +12,24 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Callable
 
 import pytest
 
+from helpers import Budget, Started
 from kmsg import KmsgFollower
-from unsafe import UnsafeOrder
-
-WAIT_S = 60.0
 
 
 @pytest.mark.expect_finding("LOCKDEP", title="possible deadlock")
-def test_inverted_order_is_circular(unsafe_order: UnsafeOrder, kmsg: KmsgFollower,
-                                    timeout_scale: float) -> None:
-    proc, out = unsafe_order("invert")
+def test_inverted_order_is_circular(unsafe_order: Callable[[str], Started], kmsg: KmsgFollower,
+                                    budget: Budget) -> None:
+    started = unsafe_order("invert")
     kmsg.wait_for(re.compile(r"^WARNING: possible circular locking dependency detected"),
-                  timeout_s=WAIT_S * timeout_scale)
+                  timeout_s=budget.remaining())
     try:
-        proc.wait(timeout=WAIT_S * timeout_scale)
+        started.proc.wait(timeout=budget.remaining())
     except subprocess.TimeoutExpired:
         pytest.fail("ring B's read of A's iterator did not complete (nothing holds A's lock)")
-    text = out.read_text() if out else ""
-    assert proc.returncode == 0, text
+    text = started.output.read_text()
+    assert started.proc.returncode == 0, text
     assert re.search(r"^unsafe order=invert res=\d+$", text, re.M), text

@@ -1,12 +1,14 @@
-"""Self-tests of lockorder.py, the judge of c/uring_lockorder.c's output, on the host.
+"""Self-tests of lockorder.py, the judge of the c/lockorder_*.c programs' output, on the host.
 
 The helper's output is built here in its exact format (the lines
 bpf/uring_iter.bpf.c prints, and the helper's own), from a model of the
 tables: a consistent walk must pass, and each mutation, standing for one way
 the iterator or the locking could be wrong (a torn table, a stale one, a
 second final call, a walk not ended by its read), must be caught with a
-message naming it. fixtures/uring_lockorder/ holds output recorded in the
-guest; it must pass too.
+message naming it. fixtures/uring_lockorder/<family>.txt holds output recorded in
+the guest (when the programs c/lockorder_<family>.c were the modes of one
+c/uring_lockorder.c; they print the same lines but for the KTAP test name);
+it must pass too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 
 import lockorder as lo
 import test_lock_ordering as tlo
+from stress import Stress
 
 FIXTURES = Path(__file__).parent / "fixtures" / "uring_lockorder"
 RING = 0xFFFF888004A1C000
@@ -79,7 +82,7 @@ def ktap(body: list[str], mode: str) -> str:
 
 
 # ----------------------------------------------------------------------------
-# busy: the model of c/uring_lockorder.c's sets
+# busy: the model of c/lockorder_busy.c's sets
 
 SETS, SLOTS, REREG = 8, 4, 5
 BASE = 0x7F0000000000
@@ -371,10 +374,14 @@ def test_verdict_records_totals_and_scenarios() -> None:
 
 
 def test_stress_rounds() -> None:
-    assert tlo.Stress(scale=1.0, rounds=None).of("busy") == tlo.DEFAULT_ROUNDS["busy"]
-    assert tlo.Stress(scale=0.01, rounds=None).of("held") == 1
-    assert tlo.Stress(scale=3.0, rounds=None).of("self") == 3 * tlo.DEFAULT_ROUNDS["self"]
-    assert tlo.Stress(scale=3.0, rounds=7).of("abba") == 7
+    assert tlo.rounds_of(Stress(scale=1.0, rounds=None), "busy") == tlo.DEFAULT_ROUNDS["busy"]
+    assert tlo.rounds_of(Stress(scale=0.01, rounds=None), "held") == 1
+    assert tlo.rounds_of(Stress(scale=3.0), "self") == 3 * tlo.DEFAULT_ROUNDS["self"]
+    assert tlo.rounds_of(Stress(scale=3.0, rounds=7), "abba") == 7
+    with pytest.raises(pytest.UsageError):
+        Stress(scale=0.0)
+    with pytest.raises(pytest.UsageError):
+        Stress(rounds=0)
 
 
 @pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.txt")) if FIXTURES.is_dir() else [],

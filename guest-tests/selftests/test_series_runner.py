@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bounded import run_bounded
+from helpers import run_bounded
 from series_results import BuildState, SeriesBuild, parse_runner_output
 
 GUEST_TESTS = Path(__file__).resolve().parent.parent

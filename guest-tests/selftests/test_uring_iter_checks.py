@@ -1,7 +1,9 @@
 """Self-tests of test_uring_iter.py's checks against recorded helper output, on the host.
 
-fixtures/uring_iter/*.txt is c/uring_iter.c's output from a guest run of the
-patched kernel (saved by the guest test under HARNESS_RESULTS). The recorded
+fixtures/uring_iter/<mode>.txt is the output of c/iter_<mode>.c (recorded
+when it was c/uring_iter.c <mode>, whose output the programs print unchanged
+but for the KTAP test name) from a guest run of the patched kernel, as the
+guest test saves it under $HARNESS_RESULTS/helpers/. The recorded
 output must pass its check, and each mutation below, standing for one way
 the iterator could be wrong, must be caught with a message naming it: a
 check that cannot fail would pass them all.
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import test_uring_iter as tui
-from bounded import Finished
+from helpers import Finished
 
 FIXTURES = Path(__file__).parent / "fixtures" / "uring_iter"
 

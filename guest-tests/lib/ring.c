@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Ring set-up and bounded waits (ring.h).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "clock.h"
+#include "ktap.h"
+#include "ring.h"
+
+int ring_init(struct io_uring *ring, struct io_uring_params *p,
+	      unsigned int entries, unsigned int cq_entries,
+	      unsigned int flags, unsigned int sq_idle_ms)
+{
+	int ret;
+
+	memset(p, 0, sizeof(*p));
+	p->flags = flags;
+	if (cq_entries) {
+		p->flags |= IORING_SETUP_CQSIZE;
+		p->cq_entries = cq_entries;
+	}
+	if (flags & IORING_SETUP_SQPOLL)
+		p->sq_thread_idle = sq_idle_ms;
+	ret = io_uring_queue_init_params(entries, ring, p);
+	if (ret)
+		t_diag("io_uring_queue_init_params: %s", strerror(-ret));
+	return ret;
+}
+
+int ring_setup(struct io_uring *ring, unsigned int entries, bool sqpoll)
+{
+	struct io_uring_params p;
+
+	return ring_init(ring, &p, entries, 0, sqpoll ? IORING_SETUP_SQPOLL : 0, 20);
+}
+
+/*
+ * On an SQPOLL ring liburing returns SQ tail - head, only an estimate: the
+ * SQ thread may have consumed the new SQEs already (0), or not yet committed
+ * the head of ones whose CQEs are out (the completions are flushed before
+ * the head is), so more than @n.
+ */
+int ring_submit(struct io_uring *ring, int n)
+{
+	int ret = io_uring_submit(ring);
+
+	if (ret < 0)
+		return ret;
+	if (ring->flags & IORING_SETUP_SQPOLL)
+		return 0;
+	return ret == n ? 0 : -EIO;
+}
+
+int ring_wait_one(struct io_uring *ring, __u64 *user_data)
+{
+	struct __kernel_timespec ts = { .tv_sec = wait_s(15) };
+	struct io_uring_cqe *cqe;
+	int ret, res;
+
+	ret = io_uring_wait_cqe_timeout(ring, &cqe, &ts);
+	if (ret)
+		return ret == -ETIME ? -ETIME : ret;
+	res = cqe->res;
+	if (user_data)
+		*user_data = cqe->user_data;
+	io_uring_cqe_seen(ring, cqe);
+	return res;
+}
+
+int ring_read(struct io_uring *ring, int fd, char *buf, unsigned int len,
+	      unsigned int sqe_flags)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+	int ret;
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_read(sqe, fd, buf, len, 0);
+	sqe->flags |= sqe_flags;
+	ret = ring_submit(ring, 1);
+	return ret ? ret : ring_wait_one(ring, NULL);
+}
+
+int ring_submit_wait(struct io_uring *ring, int *res)
+{
+	struct __kernel_timespec ts = { .tv_sec = wait_s(20) };
+	struct io_uring_cqe *cqe;
+	int ret;
+
+	ret = io_uring_submit(ring);
+	if (ret != 1)
+		return ret < 0 ? ret : -EIO;
+	ret = io_uring_wait_cqe_timeout(ring, &cqe, &ts);
+	if (ret)
+		return ret;
+	*res = cqe->res;
+	io_uring_cqe_seen(ring, cqe);
+	return 0;
+}

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Ring set-up and bounded waits: every wait on a completion has a timeout
+ * (scaled by t_tscale), so that a hang shows up as -ETIME, not as a helper
+ * that never returns.
+ */
+#ifndef GUEST_RING_H
+#define GUEST_RING_H
+
+#include <stdbool.h>
+
+#include <liburing.h>
+
+/*
+ * io_uring_queue_init_params() with @flags, a CQ of @cq_entries when not 0,
+ * and, on an SQPOLL ring, a thread that goes idle after @sq_idle_ms (0: the
+ * kernel's default). @p gets the parameters the kernel set up. 0 or -errno,
+ * with a diagnostic.
+ */
+int ring_init(struct io_uring *ring, struct io_uring_params *p,
+	      unsigned int entries, unsigned int cq_entries,
+	      unsigned int flags, unsigned int sq_idle_ms);
+
+/* ring_init() of a plain or SQPOLL ring (SQ thread idle after 20 ms) */
+int ring_setup(struct io_uring *ring, unsigned int entries, bool sqpoll);
+
+/*
+ * io_uring_submit() for @n prepared SQEs: 0, or the error. On an SQPOLL
+ * ring any count is success (liburing's count is an estimate there).
+ */
+int ring_submit(struct io_uring *ring, int n);
+
+/* One completion within 15 s (scaled): its res, or -ETIME. */
+int ring_wait_one(struct io_uring *ring, __u64 *user_data);
+
+/* One IORING_OP_READ of @fd at offset 0: the CQE res, or -ETIME (a hang). */
+int ring_read(struct io_uring *ring, int fd, char *buf, unsigned int len,
+	      unsigned int sqe_flags);
+
+/*
+ * Submit the one prepared SQE and wait up to 20 s (scaled) for it: 0 with
+ * its res in *@res, or the error (-ETIME: no completion).
+ */
+int ring_submit_wait(struct io_uring *ring, int *res);
+
+#endif /* GUEST_RING_H */
