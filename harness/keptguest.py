@@ -74,6 +74,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -85,17 +86,30 @@ READY_MARKER = "harness: KEPT GUEST READY"
 STOP_FIFO = "/run/harness-kept-guest.stop"
 
 
-def guest_command(masked: tuple[str, ...] = ()) -> str:
-    """The kept guest's --exec command: mask the login shell's rc files, create the stop
-    fifo, say ready, wait on the fifo (then the guest powers off).
+def guest_command(masked: tuple[str, ...] = (), cached: tuple[str, ...] = ()) -> str:
+    """The kept guest's --exec command: mask the login shell's rc files, remount the
+    cached directories with the 9p page cache, create the stop fifo, say ready, wait on
+    the fifo (then the guest powers off).
 
     sshd runs every command through the user's login shell, and Debian's bash sources
     ~/.bashrc for commands that come over SSH; on this machine root's runs `pyenv init`,
     which under TCG costs about 50 s per command.  Only inside the guest (its own mounts),
-    /dev/null is bind-mounted over those files."""
-    masks = "".join(f"{{ [ ! -f {shlex.quote(p)} ] || mount --bind /dev/null {shlex.quote(p)}; }}"
-                    " && " for p in masked)
-    return (f"{masks}mkfifo {STOP_FIFO} && echo '<5>{READY_MARKER}' > /dev/kmsg"
+    /dev/null is bind-mounted over those files.
+
+    The host filesystem reaches the guest over 9p without a cache: under TCG each file
+    costs about 20 ms, and `import pytest` alone 30 s.  Each `cached` directory is an
+    --rodir of its own (a 9p device), mounted again here with cache=loose, so only the
+    first retest reads it from the host."""
+    masks = "".join(f"{{ [ ! -f {shlex.quote(p)} ] || mount --bind /dev/null {shlex.quote(p)}; }}; "
+                    for p in masked)
+    # a directory left uncached only costs time: say so in the kernel log and go on
+    remounts = "".join(
+        f"{{ m=$(awk -v d={shlex.quote(d)} '$2 == d {{print $1, $4}}' /proc/mounts) && "
+        f"[ -n \"$m\" ] && umount {shlex.quote(d)} && "
+        f"mount -t 9p -o \"${{m#* }},cache=loose\" \"${{m%% *}}\" {shlex.quote(d)}; }} || "
+        f"echo {shlex.quote(f'<4>harness: kept guest: {d} is not page-cached')} > /dev/kmsg; "
+        for d in cached)
+    return (f"{masks}{remounts}mkfifo {STOP_FIFO} && echo '<5>{READY_MARKER}' > /dev/kmsg"
             f" && read x < {STOP_FIFO}")
 
 STATE_FILE = "guest.json"
@@ -105,6 +119,8 @@ _SYSRQ_DONE = ("Show Blocked State", "Show Locks Held")
 # causes found in the console tail of a boot that did not come up
 _PORT_BUSY = re.compile(r"[Cc]ould not set up host forwarding rule")
 _NO_SSHD = re.compile(r"virtme-init: ssh: [^\n]*")
+# the last words of a boot that crashed (the log scan of the console says more)
+_KERNEL_REPORT = re.compile(r"Kernel panic - not syncing[^\n]*|BUG: [^\n]*|Oops: [^\n]*")
 # characters vng passes through its shell unquoted (--qemu-opts is joined into a string)
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9_+/.,=-]+$")
 
@@ -266,6 +282,10 @@ class GuestSpec:
     cpus: int = 2
     memory: str = "2G"
     rwdirs: tuple[Path, ...] = ()
+    # read-only, page-cached in the guest (see guest_command): what changes rarely and
+    # is read on every run: python_cache_dirs(); never guest-tests/ or the guest build,
+    # whose edits must show at once
+    cached_dirs: tuple[Path, ...] = ()
     port: int | None = None               # None: a free port
     user: str = "root"                    # guest tests need root
     lifetime: float = 12 * 3600.0         # the keeper ends the VM after this
@@ -323,6 +343,7 @@ class GuestState:
     release: str
     append: tuple[str, ...]
     rwdirs: tuple[str, ...]
+    cached: tuple[tuple[str, int], ...]   # cached dirs and their mtime_ns at boot
     started: float                # wall clock, seconds since the epoch
     boot_seconds: float           # keeper spawned -> SSH answered
     boot_id: str                  # the host's boot: pids mean nothing after a reboot
@@ -339,6 +360,7 @@ class GuestState:
             raise ValueError(f"state version {data.get('version')}, expected {STATE_VERSION}")
         for key in ("host_keys", "append", "rwdirs"):
             data[key] = tuple(data[key])
+        data["cached"] = tuple((str(d), int(m)) for d, m in data.get("cached", ()))
         return cls(**data)
 
 
@@ -354,6 +376,24 @@ class _Paths:
         self.keeper_config = root / "keeper.json"
         self.keeper_log = root / "keeper.log"     # the keeper's own errors
         self.ended = root / "ended.json"          # vng's exit status, by the keeper
+        self.script = root / "guest.sh"           # what the guest runs (guest_command)
+
+
+def python_cache_dirs(paths: Mapping[str, str] | None = None,
+                      base_prefix: str = sys.base_prefix) -> tuple[Path, ...]:
+    """What the guest's Python reads on every start, for GuestSpec.cached_dirs: the
+    interpreter's installation (its whole prefix when it has one of its own, like pyenv's:
+    binary, libpython, stdlib; else just the stdlib) and the venv's site-packages.
+    Defaults: the running interpreter, i.e. the venv the guest runs."""
+    paths = paths if paths is not None else sysconfig.get_paths()
+    own_prefix = Path(base_prefix) not in (Path("/"), Path("/usr"), Path("/usr/local"))
+    found = [Path(base_prefix) if own_prefix else Path(paths["stdlib"]),
+             Path(paths["purelib"]), Path(paths["platlib"])]
+    dirs: list[Path] = []
+    for d in found:
+        if not any(d == k or k in d.parents for k in dirs):
+            dirs = [k for k in dirs if d not in k.parents] + [d]
+    return tuple(dirs)
 
 
 def default_state_dir(cache: Path, checkout: str, flavour: str = "default") -> Path:
@@ -362,7 +402,10 @@ def default_state_dir(cache: Path, checkout: str, flavour: str = "default") -> P
     return cache / "kept-guest" / f"{flavour}-{checkout}"
 
 
-def vng_argv(spec: GuestSpec, *, port: int, monitor: Path, pidfile: Path) -> list[str]:
+def vng_argv(spec: GuestSpec, *, port: int, monitor: Path, pidfile: Path,
+             script: Path) -> list[str]:
+    """script: guest_command()'s text in a file (the kernel command line, which carries
+    --exec, is cut at 2048 bytes: a long command loses init= and boots the host's systemd)."""
     argv = [spec.vng, "-v", "-r", str(spec.kernel), "--cpus", str(spec.cpus),
             "--memory", spec.memory, "--cwd", "/", f"--ssh={port}", "--ssh-tcp"]
     if not spec.kvm:
@@ -373,7 +416,9 @@ def vng_argv(spec: GuestSpec, *, port: int, monitor: Path, pidfile: Path) -> lis
         argv += ["--rwdir", str(d)]
     # vng joins --qemu-opts into a shell string unquoted: '=' form, safe paths only
     argv.append(f"--qemu-opts=-monitor unix:{monitor},server=on,wait=off -pidfile {pidfile}")
-    argv += ["--exec", guest_command(spec.masked_rc)]
+    for d in spec.cached_dirs:
+        argv += ["--rodir", str(d)]
+    argv += ["--exec", f"sh {script}"]
     return argv
 
 
@@ -398,7 +443,11 @@ def start(spec: GuestSpec, state_dir: Path, say: Say, *, bounds: Bounds = Bounds
     if not seams.host.port_free(port):
         raise StartFailed(StartCause.PORT_BUSY, f"127.0.0.1:{port} is in use; choose another port")
     _reset(paths)
-    config = {"argv": vng_argv(spec, port=port, monitor=paths.monitor, pidfile=paths.pidfile),
+    paths.script.write_text("# the kept guest's command, written by harness/keptguest.py\n"
+                            + guest_command(spec.masked_rc,
+                                            tuple(str(d) for d in spec.cached_dirs)) + "\n")
+    config = {"argv": vng_argv(spec, port=port, monitor=paths.monitor, pidfile=paths.pidfile,
+                               script=paths.script),
               "console": str(paths.console), "ended": str(paths.ended),
               "lifetime": spec.lifetime, "marker": READY_MARKER,
               "path_prefix": str(Path(spec.vng).parent)}
@@ -407,6 +456,7 @@ def start(spec: GuestSpec, state_dir: Path, say: Say, *, bounds: Bounds = Bounds
     env["PYTHONPATH"] = os.pathsep.join(
         [str(Path(__file__).resolve().parent.parent)] + env.get("PYTHONPATH", "").split(os.pathsep))
     kernel_stat = spec.kernel.stat()
+    cached = tuple((str(d), d.stat().st_mtime_ns) for d in spec.cached_dirs)
     with lock() if lock else nullcontext():
         say(f"guest: booting {spec.kernel}, SSH on 127.0.0.1:{port}, console {paths.console}")
         t0 = seams.clock.monotonic()
@@ -434,6 +484,7 @@ def start(spec: GuestSpec, state_dir: Path, say: Say, *, bounds: Bounds = Bounds
         monitor=str(paths.monitor), kernel=str(spec.kernel),
         kernel_mtime_ns=kernel_stat.st_mtime_ns, kernel_size=kernel_stat.st_size,
         release=release, append=spec.append, rwdirs=tuple(str(d) for d in spec.rwdirs),
+        cached=cached,
         started=seams.clock.wall(), boot_seconds=boot_seconds, boot_id=seams.host.boot_id())
     _write_state(paths.state, state)
     say(f"guest: up after {boot_seconds:.0f}s, {release}; "
@@ -467,7 +518,7 @@ def _preflight(spec: GuestSpec, paths: _Paths, host: Host) -> None:
         missing.append(f"{spec.kernel} (build the kernel first)")
     if missing:
         raise StartFailed(StartCause.MISSING_PROGRAM, "missing: " + "; ".join(missing))
-    for p in (paths.monitor, paths.pidfile, *spec.rwdirs):
+    for p in (paths.monitor, paths.pidfile, paths.script, *spec.rwdirs, *spec.cached_dirs):
         if not _SAFE_PATH.match(str(p)):
             raise StartFailed(StartCause.MISSING_PROGRAM,
                               f"{p}: vng passes this path through a shell; use one without "
@@ -515,7 +566,10 @@ def _boot_failure_cause(tail: str, status: str) -> tuple[StartCause, str]:
     m = _NO_SSHD.search(tail)
     if m:
         return StartCause.NO_SSHD, m.group(0)
-    return StartCause.BOOT_FAILED, f"the VM ended while booting (vng status {status})"
+    report = _KERNEL_REPORT.search(tail)
+    return StartCause.BOOT_FAILED, (f"the VM ended while booting (vng status {status})"
+                                    + (f"; the kernel said: {report.group(0).strip()}"
+                                       if report else ""))
 
 
 def _read_pid(path: Path) -> int:
@@ -693,6 +747,13 @@ class KeptGuest:
                 reasons.append(
                     f"{st.kernel} was rebuilt at {_when(now.st_mtime_ns / 1e9)}, after the "
                     f"guest booted it at {_when(st.started)}")
+        for d, mtime in st.cached:
+            try:
+                changed = Path(d).stat().st_mtime_ns != mtime
+            except OSError:
+                changed = True
+            if changed:
+                reasons.append(f"{d} changed since the guest booted (the guest caches it)")
         if append is not None and tuple(append) != st.append:
             reasons.append(f"kernel arguments changed: booted with {' '.join(st.append)}")
         if st.tainted:

@@ -259,19 +259,27 @@ def world(tmp_path: Path) -> World:
 def test_vng_argv_asks_for_ssh_over_tcp_a_monitor_and_a_pid_file() -> None:
     spec = GuestSpec(kernel=Path("/b/bzImage"), vng="/v/vng", append=("no5lvl", "log_buf_len=8M"),
                      rwdirs=(Path("/r"),))
-    argv = kg.vng_argv(spec, port=40022, monitor=Path("/s/mon.sock"), pidfile=Path("/s/q.pid"))
+    argv = kg.vng_argv(spec, port=40022, monitor=Path("/s/mon.sock"), pidfile=Path("/s/q.pid"),
+                       script=Path("/s/guest.sh"))
     assert argv[:4] == ["/v/vng", "-v", "-r", "/b/bzImage"]
     assert "--ssh=40022" in argv and "--ssh-tcp" in argv and "--disable-kvm" in argv
     assert [argv[i + 1] for i, a in enumerate(argv) if a == "--append"] == ["no5lvl",
                                                                           "log_buf_len=8M"]
     assert argv[argv.index("--rwdir") + 1] == "/r"
+    with_cache = kg.vng_argv(GuestSpec(kernel=Path("/k"), cached_dirs=(Path("/usr/lib/python3.11"),)),
+                             port=1, monitor=Path("/m"), pidfile=Path("/p"), script=Path("/s"))
+    assert with_cache[with_cache.index("--rodir") + 1] == "/usr/lib/python3.11"
     assert "--qemu-opts=-monitor unix:/s/mon.sock,server=on,wait=off -pidfile /s/q.pid" in argv
-    assert argv[-2] == "--exec" and argv[-1] == kg.guest_command(spec.masked_rc)
+    assert argv[-2:] == ["--exec", "sh /s/guest.sh"]
     command = kg.guest_command(("/root/.bashrc",))
-    assert command.startswith("{ [ ! -f /root/.bashrc ] || mount --bind /dev/null /root/.bashrc; }")
+    assert command.startswith("{ [ ! -f /root/.bashrc ] || mount --bind /dev/null /root/.bashrc; }; ")
+    cached = kg.guest_command(cached=("/usr/lib/python3.11",))
+    assert "umount /usr/lib/python3.11 && mount -t 9p" in cached and "cache=loose" in cached
+    assert "is not page-cached" in cached
     assert command.endswith(f"echo '<5>{kg.READY_MARKER}' > /dev/kmsg && read x < {kg.STOP_FIFO}")
     assert "--disable-kvm" not in kg.vng_argv(GuestSpec(kernel=Path("/k"), kvm=True), port=1,
-                                               monitor=Path("/m"), pidfile=Path("/p"))
+                                               monitor=Path("/m"), pidfile=Path("/p"),
+                                               script=Path("/s"))
 
 
 # -- start -----------------------------------------------------------------------------------
@@ -301,6 +309,9 @@ def test_start_boots_waits_for_ssh_and_records_the_guest(world: World) -> None:
     assert world.host.spawned[0][:4] == ["/venv/bin/python", "-m", "harness.keptguest", "keep"]
     config = json.loads((world.state_dir / "keeper.json").read_text())
     assert "--ssh=40022" in config["argv"] and config["marker"] == kg.READY_MARKER
+    script = world.state_dir / "guest.sh"
+    assert config["argv"][-2:] == ["--exec", f"sh {script}"]
+    assert kg.guest_command(("/root/.bashrc",)) in script.read_text()
     saved = KeptGuest.load(world.state_dir, seams=world.seams)
     assert saved is not None and saved.state == guest.state
     assert world.host.killed == []
@@ -321,6 +332,17 @@ def test_start_names_a_busy_port_from_qemus_complaint(world: World) -> None:
         world.start()
     assert exc.value.cause is StartCause.PORT_BUSY
     assert "host forwarding rule" in exc.value.console_tail
+    _nothing_left(world)
+
+
+def test_a_boot_that_panics_says_so(world: World) -> None:
+    world.host.console = ("[ 14.4] BUG: KASAN: slab-out-of-bounds in __unwind_start+0x75b/0x7a0\n"
+                          "[ 14.5] Kernel panic - not syncing: Fatal exception in interrupt\n")
+    world.host.keeper_events = [(1, f"spawned {VNG}"), (14, "exit 255")]
+    with pytest.raises(StartFailed) as exc:
+        world.start()
+    assert exc.value.cause is StartCause.BOOT_FAILED
+    assert "vng status 255" in str(exc.value) and "BUG: KASAN: slab-out-of" in str(exc.value)
     _nothing_left(world)
 
 
@@ -424,6 +446,17 @@ def test_a_rebuilt_kernel_makes_the_guest_stale(world: World) -> None:
     assert any("was rebuilt at" in r for r in reasons)
     assert any("kernel arguments changed" in r for r in reasons)
     assert "not" in guest.stale_reasons(kernel=world.tmp / "other")[0]
+
+
+def test_a_cached_directory_that_changed_makes_the_guest_stale(world: World) -> None:
+    venv = world.tmp / "site-packages"
+    venv.mkdir()
+    guest = world.start(cached_dirs=(venv,))
+    assert guest.stale_reasons() == []
+    (venv / "newpkg").mkdir()
+    st = venv.stat()
+    os.utime(venv, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert guest.stale_reasons() == [f"{venv} changed since the guest booted (the guest caches it)"]
 
 
 def test_tainting_persists(world: World) -> None:
@@ -743,3 +776,15 @@ def test_the_idle_limit_can_follow_the_running_tests_budget(world: World) -> Non
     assert guest.run("sh /r/g.sh", on_line=lambda s: None, idle_timeout=lambda: budget["now"],
                      total_timeout=1000, on_console=on_console) == 0
     assert budget["now"] == 370
+
+
+def test_python_cache_dirs_cover_the_interpreter_and_the_venv() -> None:
+    pyenv = {"stdlib": "/root/.pyenv/versions/3.11.7/lib/python3.11",
+             "purelib": "/w/.venv/lib/python3.11/site-packages",
+             "platlib": "/w/.venv/lib/python3.11/site-packages"}
+    assert kg.python_cache_dirs(pyenv, "/root/.pyenv/versions/3.11.7") == (
+        Path("/root/.pyenv/versions/3.11.7"), Path("/w/.venv/lib/python3.11/site-packages"))
+    debian = {"stdlib": "/usr/lib/python3.11", "purelib": "/w/.venv/lib/python3.11/site-packages",
+              "platlib": "/w/.venv/lib/python3.11/site-packages"}
+    assert kg.python_cache_dirs(debian, "/usr") == (
+        Path("/usr/lib/python3.11"), Path("/w/.venv/lib/python3.11/site-packages"))
