@@ -31,6 +31,7 @@ KERNEL_ARGS := $(if $(ACCEL),--accel $(ACCEL)) $(if $(FORCE),--force) \
                $(if $(TEST_TIMEOUT),--test-timeout $(TEST_TIMEOUT)) $(if $(DRY_RUN),--dry-run)
 RUN_ARGS := $(KERNEL_ARGS) $(if $(ONLY),--only $(ONLY))
 
+.PHONY: guest retest guest-stop
 .PHONY: all setup venv run test check vm-test detectors negative reproduce build shell tree export clean-results series-check checkpatch
 
 all: run
@@ -86,6 +87,16 @@ build: setup
 
 shell: setup
 	$(HARNESS) shell $(if $(ACCEL),--accel $(ACCEL)) $(if $(DRY_RUN),--dry-run)
+
+# The edit loop: boot once, run tests in the running guest over SSH, stop.
+guest: setup
+	$(HARNESS) guest $(if $(ACCEL),--accel $(ACCEL))
+
+retest: venv
+	$(HARNESS) retest $(if $(ONLY),--only $(ONLY)) $(if $(TEST_TIMEOUT),--test-timeout $(TEST_TIMEOUT))
+
+guest-stop: venv
+	$(HARNESS) guest-stop
 
 tree: setup
 	$(HARNESS) tree $(if $(FORCE),--force)

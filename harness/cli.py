@@ -191,6 +191,43 @@ def cmd_shell(args: argparse.Namespace, deps: Deps) -> int:
         return subprocess.call(argv, env=env)
 
 
+def cmd_guest(args: argparse.Namespace, deps: Deps) -> int:
+    from .accel import choose_accel, host_boot_id
+    from .pipeline import KERNEL_ARGS, _default_probe
+    from .retest import bzimage, start_guest
+    layout = deps.layout()
+    vng = str(venv_bin(layout) / "vng")
+    choice = choose_accel(args.accel, bzimage=bzimage(layout), cache=layout.cache,
+                          console_log=layout.cache / "kvm-probe.console.log",
+                          probe=_default_probe(vng), boot_id=host_boot_id,
+                          lock=lambda: cpu_lock(layout.cpu_lock, say), say=say)
+    start_guest(layout, choice, vng=vng, python=str(venv_bin(layout) / "python"),
+                append=KERNEL_ARGS, say=say)
+    return EXIT_OK
+
+
+def cmd_retest(args: argparse.Namespace, deps: Deps) -> int:
+    from .pipeline import KERNEL_ARGS, stress_env
+    from .retest import retest
+    layout = deps.layout()
+    only = list(args.only or [])
+    if only:
+        deps.check_selection(layout, only, {})
+    if args.test_timeout is not None and not args.test_timeout > 0:
+        raise UsageError("--test-timeout takes a positive number of seconds")
+    run = retest(layout, _runner(args), selection=tuple(only), python=venv_bin(layout) / "python",
+                 stress_env=stress_env(), test_timeout=args.test_timeout, append=KERNEL_ARGS,
+                 say=say)
+    return run_exit_code(run)
+
+
+def cmd_guest_stop(args: argparse.Namespace, deps: Deps) -> int:
+    from .retest import stop_guest
+    if not stop_guest(deps.layout(), say):
+        say("guest-stop: no kept guest was running")
+    return EXIT_OK
+
+
 def _kernel_and_vm_options(p: argparse.ArgumentParser) -> None:
     """What run and reproduce both take: which kernel, how to build and boot it."""
     p.add_argument("--kernel-src", metavar="DIR",
@@ -283,6 +320,21 @@ def build_parser() -> argparse.ArgumentParser:
     _accel_option(sh)
     sh.add_argument("--dry-run", action="store_true", help="print the vng command and exit")
     sh.set_defaults(func=cmd_shell)
+
+    g = sub.add_parser("guest", help="boot the built kernel once and keep it running for "
+                       "`retest` (SSH over a loopback port; the console goes to the state "
+                       "directory under ~/.cache/uring-iter-harness/kept-guest/)")
+    _accel_option(g)
+    g.set_defaults(func=cmd_guest)
+    rt = sub.add_parser("retest", help="run guest tests in the kept guest over SSH: the same "
+                        "markers, log scan and report as a boot, in seconds")
+    rt.add_argument("--only", nargs="*", metavar="ID",
+                    help="pytest ids relative to guest-tests/ (default: the main suite)")
+    rt.add_argument("--test-timeout", type=float, default=None, metavar="S",
+                    help="a guest test's budget when it declares none, before scaling")
+    rt.set_defaults(func=cmd_retest)
+    gs = sub.add_parser("guest-stop", help="power the kept guest off")
+    gs.set_defaults(func=cmd_guest_stop)
     return p
 
 

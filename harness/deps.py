@@ -54,6 +54,8 @@ PACKAGES: tuple[Package, ...] = (
     Package("udev", "vng reads the guest's exit status through a virtio port "
                     "that needs udev; without it every run returns 255"),
     Package("python3-venv", "the harness venv"),
+    Package("openssh-server", "the kept-alive guest (make guest): the guest runs the host's "
+                              "/usr/sbin/sshd; the host's own sshd need not run"),
     Package("rsync", "virtme-ng"),
     Package("python3-ply", "checkpatch.pl's SPDX license check"),
     Package("python3-git", "checkpatch.pl's SPDX license check"),

@@ -89,7 +89,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Mapping, NoReturn, Protocol
 
-READY_MARKER = "harness: KEPT GUEST READY"
+from . import protocol
+from .errors import HarnessError
+
+READY_MARKER = protocol.KEPT_READY
 STOP_FIFO = "/run/harness-kept-guest.stop"
 
 
@@ -139,7 +142,7 @@ LockFactory = Callable[[], AbstractContextManager[None]]
 
 # -- errors ---------------------------------------------------------------------------------
 
-class KeptGuestError(Exception):
+class KeptGuestError(HarnessError):   # the machine's part: exit 2
     """Base class; console_tail is the end of the guest's console when it happened."""
 
     def __init__(self, message: str, console_tail: str = "") -> None:

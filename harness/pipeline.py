@@ -32,7 +32,7 @@ from .guest import GuestEnv
 from .kconfig import ConfigResult, fragment_files
 from .layout import BASELINE_TAG, DEBIAN_TARBALL, SERIES_BRANCH, Layout, cpu_lock
 from .procs import Runner
-from .report import plain_counts_line, terminal_summary, write_junit, write_summary_json
+from .report import finish_run
 from .results import RunResult, StageResult, Status
 from .suites import Suite, deadlines_for, select_suites
 from .vm import Accel, VmSpec, probe_kvm, run_vm, vng_argv
@@ -302,18 +302,7 @@ class Pipeline:
                 raise StageFailed(suite.name)
 
     def _finish(self) -> None:
-        write_summary_json(self.run, self.results / "summary.json")
-        write_junit(self.run, self.results / "junit.xml")
-        latest = self.results.parent / "latest"
-        try:
-            if latest.is_symlink() or latest.exists():
-                latest.unlink()
-            latest.symlink_to(self.results.name)
-        except OSError:
-            pass
-        print(terminal_summary(self.run))
-        print(plain_counts_line(self.run))
-        print(f"results: {self.results}")
+        finish_run(self.run, self.results)
 
     # -- the plan (--dry-run) -------------------------------------------------
 

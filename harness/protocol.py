@@ -18,6 +18,7 @@ What travels, and how:
       harness: ROUND <n>
       harness: REPRO DONE rounds=<n> <why>
       harness: GUEST DONE rc=<n>
+      harness: KEPT GUEST READY
 
   `budget` is the test's whole watchdog budget in seconds, already scaled
   (accelerator and stress): the guest's watchdog fires at `budget`, the host
@@ -40,6 +41,8 @@ from typing import Any
 
 PREFIX = "harness: "
 GUEST_START = PREFIX + "GUEST START"
+# the kept-alive guest (make guest) is up and waits for retests over SSH
+KEPT_READY = PREFIX + "KEPT GUEST READY"
 
 # What a test may expect (expect_finding) and what the log scan reports.
 # TIMEOUT is the harness's own (the guest watchdog), never expected.

@@ -10,6 +10,23 @@ from pathlib import Path
 from .results import RunResult, Status
 
 
+def finish_run(run: RunResult, results: Path) -> None:
+    """Every run's end: summary.json, junit.xml, results/latest, the terminal summary,
+    the plain counts line and the results directory, printed last."""
+    write_summary_json(run, results / "summary.json")
+    write_junit(run, results / "junit.xml")
+    latest = results.parent / "latest"
+    try:
+        if latest.is_symlink() or latest.exists():
+            latest.unlink()
+        latest.symlink_to(results.name)
+    except OSError:
+        pass
+    print(terminal_summary(run))
+    print(plain_counts_line(run))
+    print(f"results: {results}")
+
+
 def write_summary_json(run: RunResult, path: Path) -> None:
     path.write_text(json.dumps(run.to_json(), indent=2) + "\n")
 
