@@ -31,7 +31,7 @@ KERNEL_ARGS := $(if $(ACCEL),--accel $(ACCEL)) $(if $(FORCE),--force) \
                $(if $(TEST_TIMEOUT),--test-timeout $(TEST_TIMEOUT)) $(if $(DRY_RUN),--dry-run)
 RUN_ARGS := $(KERNEL_ARGS) $(if $(ONLY),--only $(ONLY))
 
-.PHONY: guest retest guest-stop
+.PHONY: guest retest guest-stop kept-test
 .PHONY: all setup venv run test check vm-test detectors negative reproduce build shell tree export clean-results series-check checkpatch
 
 all: run
@@ -69,7 +69,14 @@ vm-test: setup
 	$(HARNESS) run --suites all $(RUN_ARGS)
 
 # setup first: on a fresh Debian 12 the venv needs python3-venv from apt
-test: setup check vm-test
+test: setup check vm-test kept-test
+
+# The edit loop end to end: a kept guest, one retest in it, its end; the
+# guest is stopped whatever the retest gave.
+kept-test: setup
+	@$(HARNESS) guest $(if $(ACCEL),--accel $(ACCEL)) || exit $$?; \
+	$(HARNESS) retest --only test_kernel.py; rc=$$?; \
+	$(HARNESS) guest-stop || rc=2; exit $$rc
 
 detectors: setup
 	$(HARNESS) run --suites detectors $(RUN_ARGS)
