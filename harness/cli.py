@@ -338,10 +338,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_MEANING = {EXIT_OK: "everything passed", EXIT_FAILED: "the code under test failed",
+            EXIT_HARNESS: "the harness or the machine failed"}
+
+
 def main(argv: list[str] | None = None, deps: Deps | None = None) -> int:
     args = build_parser().parse_args(argv)
+    code = _main(args, deps or Deps())
+    if args.command in ("run", "reproduce", "retest") and not getattr(args, "dry_run", False):
+        # make exits 2 on any failure (GNU make's rule): the harness's own status
+        # is this line, and summary.json's exit_code
+        say(f"harness: exit status {code} ({_MEANING.get(code, 'interrupted')})")
+    return code
+
+
+def _main(args: argparse.Namespace, deps: Deps) -> int:
     try:
-        return int(args.func(args, deps or Deps()))
+        return int(args.func(args, deps))
     except KeyboardInterrupt:
         say("interrupted")
         return exit_code_for(KeyboardInterrupt())

@@ -259,3 +259,13 @@ def test_collect_checks_ids_against_the_guest_suite() -> None:
     with pytest.raises(UsageError, match="does not collect|no guest test"):
         collect(SubprocessRunner(), Path(sys.executable), layout.guest_tests,
                 ["test_kernel.py::test_no_such_test"])
+
+
+def test_the_last_line_says_the_harness_status(capsys: pytest.CaptureFixture[str]) -> None:
+    """make turns every failure into 2: the harness's own status is printed last."""
+    assert cli.main(["run"], deps(FakePipeline(run_with([Status.PASS], [Status.FAIL])))) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "harness: exit status 1 (the code under test failed)")
+    cli.main(["run", "--only", "test_nope.py"], deps())
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "harness: exit status 2 (the harness or the machine failed)")
