@@ -46,12 +46,20 @@ def mount_debugfs(debugfs: Path = DEBUGFS) -> None:
 class Lkdtm:
     direct: Path = DIRECT
 
-    def trigger(self, crashtype: str, *, cpu: int | None = None) -> subprocess.Popen[bytes]:
-        """Start a child that writes crashtype to DIRECT, pinned to cpu if given.
+    def trigger(self, crashtype: str, *, cpu: int | None = None,
+                writer: Path | None = None) -> subprocess.Popen[bytes]:
+        """Start a child that writes crashtype to DIRECT, pinned to cpu if given;
+        `writer` is a program run as `writer DIRECT CRASHTYPE` instead of Python
+        (c/lkdtm_atomic_return for crash types that return in atomic context).
 
         Not waited for here: an oops kills the child, and some crash types
         (HUNG_TASK, SOFTLOCKUP) never return.
         """
+        if writer is not None:
+            if cpu is not None:
+                raise ValueError("a writer program is not pinned")
+            return subprocess.Popen([str(writer), str(self.direct), crashtype],
+                                    stdin=subprocess.DEVNULL)
         argv = [sys.executable, "-c", _TRIGGER, str(self.direct), crashtype]
         argv.append("" if cpu is None else str(cpu))
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL)
@@ -59,13 +67,13 @@ class Lkdtm:
 
 def provoke(lkdtm: Lkdtm, kmsg: KmsgFollower, crashtype: str, *reports: Report,
             timeout_scale: float, wait_s: float = REPORT_WAIT_S,
-            child: ChildEnd = "left") -> None:
+            child: ChildEnd = "left", writer: Path | None = None) -> None:
     """Trigger crashtype, wait until the kernel log shows every report, check the writer's end.
 
     Fails the test when a report does not come within wait_s (scaled), so a
     silent detector fails in the guest as well as on the host.
     """
-    proc = lkdtm.trigger(crashtype)
+    proc = lkdtm.trigger(crashtype, writer=writer)
     kmsg.wait_for(*(r if isinstance(r, re.Pattern) else r(proc.pid) for r in reports),
                   timeout_s=wait_s * timeout_scale)
     if child == "left":
