@@ -16,19 +16,20 @@ from pathlib import Path
 
 import pytest
 
+import iter_checks
 import test_uring_iter as tui
 from helpers import Finished
 
 FIXTURES = Path(__file__).parent / "fixtures" / "uring_iter"
 
 
-def load(name: str, text: str | None = None) -> tui.HelperRun:
+def load(name: str, text: str | None = None) -> iter_checks.HelperRun:
     if text is None:
         text = (FIXTURES / f"{name}.txt").read_text()
     args = tuple(name.split("-"))
     finished = Finished(argv=("uring_iter", *args), returncode=0, timed_out=False, output=text,
                         seconds=1.0)
-    return tui.parse_output(finished)
+    return iter_checks.parse_output(finished)
 
 
 def sub_line(text: str, line_re: str, old: str, new: str, count: int = 1) -> str:
@@ -175,11 +176,11 @@ def test_helper_failure_is_a_failure() -> None:
     finished = Finished(argv=("uring_iter", "bufs"), returncode=None, timed_out=True,
                         output="step walk buf whole\n", seconds=360.0)
     with pytest.raises(pytest.fail.Exception, match="stuck in the kernel"):
-        tui.parse_output(finished)
+        iter_checks.parse_output(finished)
 
 
 def test_skip_exit_skips() -> None:
     finished = Finished(argv=("uring_iter", "bufs"), returncode=77, timed_out=False,
                         output="TAP version 13\n1..1\nok 1 bufs # SKIP no UAPI\n", seconds=0.1)
     with pytest.raises(pytest.skip.Exception, match="no UAPI"):
-        tui.parse_output(finished)
+        iter_checks.parse_output(finished)
