@@ -13,6 +13,7 @@ from typing import Iterator
 
 import pytest
 
+from harness import keeper, keptreal
 from harness import keptguest as kg
 from harness.keptguest import (CommandHung, Endpoint, GuestDied, GuestUnresponsive, KeptGuest,
                                Seams, SshError)
@@ -162,7 +163,7 @@ def test_pump_copies_and_sees_a_marker_split_across_reads(tmp_path: Path) -> Non
     os.close(w)
     ready: list[int] = []
     with open(tmp_path / "c.log", "wb") as sink:
-        kg.pump(r, sink, marker=kg.READY_MARKER.encode(), on_ready=lambda: ready.append(1),
+        keeper.pump(r, sink, marker=kg.READY_MARKER.encode(), on_ready=lambda: ready.append(1),
                 timeout=60, on_timeout=lambda: None)
     os.close(r)
     assert ready == [1]
@@ -183,7 +184,7 @@ def test_keeper_runs_vng_records_the_console_and_the_exit(tmp_path: Path) -> Non
     old = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP), \
         signal.getsignal(signal.SIGINT)
     try:
-        assert kg.keeper_main(["keep", str(config), "--status-fd", str(w)]) == 0
+        assert keeper.keeper_main(["keep", str(config), "--status-fd", str(w)]) == 0
     finally:
         for sig, handler in zip((signal.SIGTERM, signal.SIGHUP, signal.SIGINT), old):
             signal.signal(sig, handler)
@@ -197,7 +198,7 @@ def test_keeper_runs_vng_records_the_console_and_the_exit(tmp_path: Path) -> Non
 
 
 def test_the_real_host_sees_processes_come_and_go() -> None:
-    host = kg.RealHost()
+    host = keptreal.RealHost()
     ticks = host.start_ticks(os.getpid())
     assert ticks is not None and ticks == host.start_ticks(os.getpid())
     assert host.start_ticks(2**22 + 12345) is None

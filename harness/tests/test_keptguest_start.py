@@ -10,6 +10,7 @@ from typing import Iterator
 
 import pytest
 
+from harness import keeper, keptreal
 from harness import keptguest as kg
 from harness.keptguest import (Bounds, GuestSpec, KeptGuest, StartCause, StartFailed)
 
@@ -69,7 +70,7 @@ def test_start_boots_waits_for_ssh_and_records_the_guest(world: World) -> None:
     endpoint = world.connects[-1][0]
     assert endpoint.key == world.home / ".cache/virtme-ng/.ssh/id_virtme"
     assert endpoint.host_keys[0].name == "ssh_host_ed25519_key.pub"
-    assert world.host.spawned[0][:4] == ["/venv/bin/python", "-m", "harness.keptguest", "keep"]
+    assert world.host.spawned[0][:4] == ["/venv/bin/python", "-m", "harness.keeper", "keep"]
     config = json.loads((world.state_dir / "keeper.json").read_text())
     assert "--ssh=40022" in config["argv"] and config["marker"] == kg.READY_MARKER
     script = world.state_dir / "guest.sh"
