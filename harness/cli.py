@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .accel import AccelChoice, choose_accel, host_boot_id
 from .errors import EXIT_FAILED, EXIT_HARNESS, EXIT_OK, UsageError, exit_code_for
 from .layout import Layout, cpu_lock
 from .pipeline import Options, Pipeline, venv_bin
@@ -164,20 +165,26 @@ def cmd_scan(args: argparse.Namespace, deps: Deps) -> int:
     return EXIT_FAILED if result.findings else EXIT_OK
 
 
+def _accel(requested: str, layout: Layout, bzimage: Path) -> AccelChoice:
+    """The same KVM/TCG choice as `run` makes (accel.py), for shell and guest."""
+    from .pipeline import _default_probe
+    return choose_accel(requested, bzimage=bzimage, cache=layout.cache,
+                        console_log=layout.cache / "kvm-probe.console.log",
+                        probe=_default_probe(str(venv_bin(layout) / "vng")),
+                        boot_id=host_boot_id, lock=lambda: cpu_lock(layout.cpu_lock, say),
+                        say=say)
+
+
 def cmd_shell(args: argparse.Namespace, deps: Deps) -> int:
     import subprocess
-    from .accel import choose_accel, host_boot_id
-    from .pipeline import KERNEL_ARGS, _default_probe
+    from .pipeline import KERNEL_ARGS
     from .vm import VmSpec, vng_argv
     layout = deps.layout()
     bzimage = layout.build_dir("default") / "arch/x86/boot/bzImage"
     if not bzimage.exists():
         raise UsageError(f"{bzimage} does not exist: run `make run` (or `make build`) first")
     vng = str(venv_bin(layout) / "vng")
-    choice = choose_accel(args.accel, bzimage=bzimage, cache=layout.cache,
-                          console_log=layout.cache / "kvm-probe.console.log",
-                          probe=_default_probe(vng), boot_id=host_boot_id,
-                          lock=lambda: cpu_lock(layout.cpu_lock, say), say=say)
+    choice = _accel(args.accel, layout, bzimage)
     argv = vng_argv(VmSpec(kernel=bzimage, accel=choice.accel, vng=vng, append=KERNEL_ARGS),
                     None)
     say(f"shell: {' '.join(argv)}  ({choice.accel.value}: {choice.why}; exit the shell to "
@@ -192,15 +199,11 @@ def cmd_shell(args: argparse.Namespace, deps: Deps) -> int:
 
 
 def cmd_guest(args: argparse.Namespace, deps: Deps) -> int:
-    from .accel import choose_accel, host_boot_id
-    from .pipeline import KERNEL_ARGS, _default_probe
+    from .pipeline import KERNEL_ARGS
     from .retest import bzimage, start_guest
     layout = deps.layout()
     vng = str(venv_bin(layout) / "vng")
-    choice = choose_accel(args.accel, bzimage=bzimage(layout), cache=layout.cache,
-                          console_log=layout.cache / "kvm-probe.console.log",
-                          probe=_default_probe(vng), boot_id=host_boot_id,
-                          lock=lambda: cpu_lock(layout.cpu_lock, say), say=say)
+    choice = _accel(args.accel, layout, bzimage(layout))
     start_guest(layout, choice, vng=vng, python=str(venv_bin(layout) / "python"),
                 append=KERNEL_ARGS, say=say)
     return EXIT_OK

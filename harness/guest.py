@@ -27,6 +27,12 @@ class GuestEnv:
     test_timeout: float | None = None   # None: the guest's protocol.DEFAULT_BUDGET_S
 
 
+def guest_build_argv(guest_tests: Path, out: Path, build_dir: Path, tree: Path) -> list[str]:
+    """The guest programs for the kernel built in build_dir from tree (guest-tests/Makefile)."""
+    return ["make", "-C", str(guest_tests), f"OUT={out}", f"VMLINUX={build_dir / 'vmlinux'}",
+            f"KERNEL_HEADERS={build_dir / 'usr-headers' / 'include'}", f"KSRC={tree}"]
+
+
 def guest_script(suite: Suite, env: GuestEnv, results: Path) -> str:
     variables = {
         "HARNESS_GUEST_BIN": str(env.guest_bin),

@@ -28,7 +28,7 @@ from . import variant as variant_mod
 from .accel import AccelChoice, Probe, choose_accel, host_boot_id
 from .bootsuite import RunVm, boot_suite
 from .errors import is_series_fault
-from .guest import GuestEnv
+from .guest import GuestEnv, guest_build_argv
 from .kconfig import ConfigResult, fragment_files
 from .layout import BASELINE_TAG, DEBIAN_TARBALL, SERIES_BRANCH, Layout, cpu_lock
 from .procs import Runner
@@ -200,8 +200,7 @@ class Pipeline:
             with self.stage("guest-build") as st:
                 guest_bin = layout.guest_build_dir(flavour)
                 guest_bin.mkdir(parents=True, exist_ok=True)
-                runner.run(self._guest_build_argv(guest_bin, built.vmlinux, built.headers,
-                                                  src.path),
+                runner.run(guest_build_argv(layout.guest_tests, guest_bin, build_dir, src.path),
                            log_path=self.results / "guest-build.log")
                 st.detail = str(guest_bin)
             suites = self.suites()
@@ -228,10 +227,6 @@ class Pipeline:
                 failed_boots.append(suite.name)
         if failed_boots:
             raise StageFailed(", ".join(failed_boots))
-
-    def _guest_build_argv(self, out: Path, vmlinux: Path, headers: Path, tree: Path) -> list[str]:
-        return ["make", "-C", str(self.layout.guest_tests), f"OUT={out}", f"VMLINUX={vmlinux}",
-                f"KERNEL_HEADERS={headers}/include", f"KSRC={tree}"]
 
     def _vm_spec(self, bzimage: Path, accel: Accel) -> VmSpec:
         return VmSpec(kernel=bzimage, accel=accel, cpus=self.opts.cpus, memory=self.opts.memory,
@@ -334,8 +329,8 @@ class Pipeline:
                      + ", olddefconfig, every requested option verified")
         lines.append("build: " + shlex.join(build_mod.make_argv(
             tree, build_dir, opts.jobs or os.cpu_count() or 2)) + " (and headers_install)")
-        lines.append("guest-build: " + shlex.join(self._guest_build_argv(
-            guest_bin, build_dir / "vmlinux", build_dir / "usr-headers", tree)))
+        lines.append("guest-build: " + shlex.join(guest_build_argv(
+            layout.guest_tests, guest_bin, build_dir, tree)))
         suites = self.suites()
         for name in sorted({s.variant for s in suites if s.variant}):
             lines.append(f"build:{name}: the series plus {layout.patches / name}/ into "

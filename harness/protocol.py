@@ -124,8 +124,6 @@ def guest_done(rc: str) -> str:
     return f"GUEST DONE rc={rc}"
 
 
-# Marker verbs that open, annotate or close a test window.
-WINDOW_VERBS = ("BEGIN", "EXPECT", "END", "TIMEOUT")
 # A window marker anywhere in a line (console lines carry timestamps in front).
 MARKER = re.compile(PREFIX + r"(?P<verb>BEGIN|EXPECT|END|TIMEOUT) (?P<nodeid>\S+)(?P<rest>.*)$")
 ROUND = re.compile(PREFIX + r"ROUND (?P<n>\d+)\s*$")

@@ -25,7 +25,7 @@ from typing import Callable
 from . import keptguest, protocol
 from .accel import AccelChoice
 from .errors import HarnessError, UsageError
-from .guest import GuestEnv, guest_script
+from .guest import GuestEnv, guest_build_argv, guest_script
 from .layout import Layout, cpu_lock
 from .logscan import scan_console
 from .procs import Runner
@@ -192,10 +192,8 @@ def _retest(layout: Layout, runner: Runner, guest: keptguest.KeptGuest, run: Run
     stage = StageResult(name="guest-build", status=Status.PASS, seconds=0.0, detail=str(guest_bin))
     run.stages.append(stage)
     try:
-        runner.run(["make", "-C", str(layout.guest_tests), f"OUT={guest_bin}",
-                    f"VMLINUX={build / 'vmlinux'}",
-                    f"KERNEL_HEADERS={build / 'usr-headers' / 'include'}",
-                    f"KSRC={layout.source}"], log_path=results / "guest-build.log")
+        runner.run(guest_build_argv(layout.guest_tests, guest_bin, build, layout.source),
+                   log_path=results / "guest-build.log")
     except HarnessError as exc:
         stage.status, stage.detail = Status.ERROR, f"{type(exc).__name__}: {exc}"
         return
