@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import IO, Callable
 
-from .keptguest import Clock, RealClock
+from .kept_model import Clock, RealClock
 
 
 # -- the keeper process ---------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The kept guest's real world: the host's processes, SSH through paramiko, sysrq
-through the QEMU monitor.  keptguest.py reaches them through its Protocols
-(Host, SshConnector, Monitor), so its tests replace them with fakes."""
+through the QEMU monitor.  keptguest.py reaches them through the Protocols in
+kept_model.py (Host, SshConnector, Monitor), so its tests replace them with fakes."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from dataclasses import field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from .keptguest import Endpoint, Keeper, SshChannel, SshError, SshSession
+from .kept_model import Endpoint, Keeper, SshChannel, SshError, SshSession
 
 
 # -- the real host --------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The edit loop: a kept-alive guest (make guest), guest tests run in it over
 SSH (make retest), with the same markers, log scan, judge and report as a
-boot, and its end (make guest-stop).  keptguest.py is the mechanism; this
-module is what the command line does with it.
+boot, and its end (make guest-stop).  keptguest.py is the mechanism (its model in
+kept_model.py); this module is what the command line does with it.
 
 A retest rebuilds the guest programs first (make -C guest-tests, seconds
 when little changed: an edited C helper is picked up), runs the suite's guest
@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from . import keptguest, protocol
+from . import kept_model, keptguest, protocol
 from .accel import AccelChoice
 from .errors import HarnessError, UsageError
 from .guest import GuestEnv, guest_build_argv, guest_script
@@ -44,7 +44,7 @@ class GuestFailure(HarnessError):
 
 def state_dir(layout: Layout) -> Path:
     checkout = hashlib.sha256(str(layout.repo.resolve()).encode()).hexdigest()[:10]
-    return keptguest.default_state_dir(layout.cache, checkout)
+    return kept_model.default_state_dir(layout.cache, checkout)
 
 
 def bzimage(layout: Layout) -> Path:
@@ -63,10 +63,10 @@ def start_guest(layout: Layout, choice: AccelChoice, *, vng: str, python: str,
         raise UsageError(f"{kernel} does not exist: run `make build` (or `make run`) first")
     root = kept_results_root(layout)
     root.mkdir(parents=True, exist_ok=True)
-    spec = keptguest.GuestSpec(kernel=kernel, vng=vng, python=python, append=append,
-                               kvm=choice.accel is Accel.KVM, rwdirs=(root,),
-                               cached_dirs=keptguest.python_cache_dirs())
-    bounds = keptguest.Bounds()
+    spec = kept_model.GuestSpec(kernel=kernel, vng=vng, python=python, append=append,
+                                kvm=choice.accel is Accel.KVM, rwdirs=(root,),
+                                cached_dirs=kept_model.python_cache_dirs())
+    bounds = kept_model.Bounds()
     if choice.accel is Accel.KVM:
         bounds = bounds.scaled(1 / TIMEOUT_SCALE[Accel.TCG])
     where = state_dir(layout)
@@ -75,13 +75,13 @@ def start_guest(layout: Layout, choice: AccelChoice, *, vng: str, python: str,
             guest = keptguest.start(spec, where, say, bounds=bounds,
                                     lock=lambda: cpu_lock(layout.cpu_lock, say))
             break
-        except keptguest.StartFailed as exc:
+        except kept_model.StartFailed as exc:
             # a rare TCG early-boot crash: one more boot, as the pipeline does
-            if attempt == 1 and exc.cause is keptguest.StartCause.BOOT_FAILED:
+            if attempt == 1 and exc.cause is kept_model.StartCause.BOOT_FAILED:
                 say(f"guest: the kernel failed while booting ({exc}); retrying once")
                 continue
             raise GuestFailure(_with_tail(exc)) from exc
-        except keptguest.KeptGuestError as exc:
+        except kept_model.KeptGuestError as exc:
             raise GuestFailure(_with_tail(exc)) from exc
     (where / ACCEL_FILE).write_text(json.dumps({"accel": choice.accel.value,
                                                 "why": choice.why}))
@@ -93,11 +93,11 @@ def start_guest(layout: Layout, choice: AccelChoice, *, vng: str, python: str,
 def stop_guest(layout: Layout, say: Callable[[str], None]) -> bool:
     try:
         return keptguest.stop(state_dir(layout), say)
-    except keptguest.KeptGuestError as exc:
+    except kept_model.KeptGuestError as exc:
         raise GuestFailure(_with_tail(exc)) from exc
 
 
-def _with_tail(exc: keptguest.KeptGuestError) -> str:
+def _with_tail(exc: kept_model.KeptGuestError) -> str:
     tail = getattr(exc, "console_tail", "")
     return f"{exc}" + (f"\nlast console lines:\n{tail}" if tail else "")
 
@@ -106,7 +106,7 @@ def load_usable(layout: Layout, append: tuple[str, ...] | None = None) -> keptgu
     """The kept guest, alive and running the kernel a boot would use; else why not."""
     try:
         guest = keptguest.KeptGuest.load(state_dir(layout))
-    except keptguest.KeptGuestError as exc:
+    except kept_model.KeptGuestError as exc:
         raise GuestFailure(str(exc)) from exc
     if guest is None:
         raise UsageError("no kept guest: start one with `make guest`")
@@ -238,14 +238,14 @@ def _retest(layout: Layout, runner: Runner, guest: keptguest.KeptGuest, run: Run
         guest.mark_tainted("a kernel report in retest " + results.name)
 
 
-def _outcome(window: keptguest.Window, console: Path) -> VmOutcome:
+def _outcome(window: kept_model.Window, console: Path) -> VmOutcome:
     """A retest's window as the judge knows a boot's VM outcome."""
     err = window.error
     if err is None:
         status, detail = VmStatus.COMPLETED, ""
-    elif isinstance(err, keptguest.CommandHung):
+    elif isinstance(err, kept_model.CommandHung):
         status, detail = VmStatus.HANG, str(err)
-    elif isinstance(err, keptguest.GuestDied) and "Kernel panic" in window.console:
+    elif isinstance(err, kept_model.GuestDied) and "Kernel panic" in window.console:
         status, detail = VmStatus.PANIC, str(err)
     else:   # died without a panic, or stopped answering: the machine's part
         status, detail = VmStatus.LOST, f"{type(err).__name__}: {err}"

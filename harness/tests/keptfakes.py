@@ -10,7 +10,8 @@ from typing import Callable, Mapping
 
 
 from harness import keptguest as kg
-from harness.keptguest import (Bounds, Endpoint, GuestSpec, KeptGuest, Seams, SshError)
+from harness.kept_model import Bounds, Endpoint, GuestSpec, Seams, SshError
+from harness.keptguest import KeptGuest
 
 
 KEEPER, VNG, QEMU = 100, 101, 102

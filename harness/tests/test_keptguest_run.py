@@ -14,9 +14,10 @@ from typing import Iterator
 import pytest
 
 from harness import keeper, keptreal
-from harness import keptguest as kg
-from harness.keptguest import (CommandHung, Endpoint, GuestDied, GuestUnresponsive, KeptGuest,
-                               Seams, SshError)
+from harness import kept_model as km
+from harness.kept_model import (CommandHung, Endpoint, GuestDied, GuestUnresponsive, Seams,
+                                SshError)
+from harness.keptguest import KeptGuest
 
 
 from harness.tests.keptfakes import QEMU, FakeChannel, FakeSession, World
@@ -163,7 +164,7 @@ def test_pump_copies_and_sees_a_marker_split_across_reads(tmp_path: Path) -> Non
     os.close(w)
     ready: list[int] = []
     with open(tmp_path / "c.log", "wb") as sink:
-        keeper.pump(r, sink, marker=kg.READY_MARKER.encode(), on_ready=lambda: ready.append(1),
+        keeper.pump(r, sink, marker=km.READY_MARKER.encode(), on_ready=lambda: ready.append(1),
                 timeout=60, on_timeout=lambda: None)
     os.close(r)
     assert ready == [1]
@@ -173,12 +174,12 @@ def test_pump_copies_and_sees_a_marker_split_across_reads(tmp_path: Path) -> Non
 def test_keeper_runs_vng_records_the_console_and_the_exit(tmp_path: Path) -> None:
     fake_vng = tmp_path / "vng"
     fake_vng.write_text("#!/bin/sh\necho \"[ 1.0] console\"\n"
-                        f"echo \"[ 2.0] {kg.READY_MARKER}\" >&2\nexit 3\n")
+                        f"echo \"[ 2.0] {km.READY_MARKER}\" >&2\nexit 3\n")
     fake_vng.chmod(0o755)
     config = tmp_path / "keeper.json"
     config.write_text(json.dumps({
         "argv": [str(fake_vng), "-v"], "console": str(tmp_path / "console.log"),
-        "ended": str(tmp_path / "ended.json"), "lifetime": 600, "marker": kg.READY_MARKER,
+        "ended": str(tmp_path / "ended.json"), "lifetime": 600, "marker": km.READY_MARKER,
         "path_prefix": str(tmp_path)}))
     r, w = os.pipe()
     old = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP), \
@@ -192,7 +193,7 @@ def test_keeper_runs_vng_records_the_console_and_the_exit(tmp_path: Path) -> Non
     os.close(r)
     assert events[0].startswith("spawned ") and events[1:] == ["ready", ""]
     console = (tmp_path / "console.log").read_text()
-    assert "[ 1.0] console" in console and kg.READY_MARKER in console
+    assert "[ 1.0] console" in console and km.READY_MARKER in console
     assert "kept guest ended, vng status 3" in console
     assert json.loads((tmp_path / "ended.json").read_text())["status"] == 3
 
@@ -295,9 +296,9 @@ def test_python_cache_dirs_cover_the_interpreter_and_the_venv() -> None:
     pyenv = {"stdlib": "/root/.pyenv/versions/3.11.7/lib/python3.11",
              "purelib": "/w/.venv/lib/python3.11/site-packages",
              "platlib": "/w/.venv/lib/python3.11/site-packages"}
-    assert kg.python_cache_dirs(pyenv, "/root/.pyenv/versions/3.11.7") == (
+    assert km.python_cache_dirs(pyenv, "/root/.pyenv/versions/3.11.7") == (
         Path("/root/.pyenv/versions/3.11.7"), Path("/w/.venv/lib/python3.11/site-packages"))
     debian = {"stdlib": "/usr/lib/python3.11", "purelib": "/w/.venv/lib/python3.11/site-packages",
               "platlib": "/w/.venv/lib/python3.11/site-packages"}
-    assert kg.python_cache_dirs(debian, "/usr") == (
+    assert km.python_cache_dirs(debian, "/usr") == (
         Path("/usr/lib/python3.11"), Path("/w/.venv/lib/python3.11/site-packages"))

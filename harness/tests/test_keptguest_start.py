@@ -11,8 +11,10 @@ from typing import Iterator
 import pytest
 
 from harness import keeper, keptreal
+from harness import kept_model as km
 from harness import keptguest as kg
-from harness.keptguest import (Bounds, GuestSpec, KeptGuest, StartCause, StartFailed)
+from harness.kept_model import Bounds, GuestSpec, StartCause, StartFailed
+from harness.keptguest import KeptGuest
 
 
 from harness.tests.keptfakes import BOUNDS, KEEPER, QEMU, VNG, FakeChannel, World
@@ -23,25 +25,25 @@ from harness.tests.keptfakes import BOUNDS, KEEPER, QEMU, VNG, FakeChannel, Worl
 def test_vng_argv_asks_for_ssh_over_tcp_a_monitor_and_a_pid_file() -> None:
     spec = GuestSpec(kernel=Path("/b/bzImage"), vng="/v/vng", append=("no5lvl", "log_buf_len=8M"),
                      rwdirs=(Path("/r"),))
-    argv = kg.vng_argv(spec, port=40022, monitor=Path("/s/mon.sock"), pidfile=Path("/s/q.pid"),
+    argv = km.vng_argv(spec, port=40022, monitor=Path("/s/mon.sock"), pidfile=Path("/s/q.pid"),
                        script=Path("/s/guest.sh"))
     assert argv[:4] == ["/v/vng", "-v", "-r", "/b/bzImage"]
     assert "--ssh=40022" in argv and "--ssh-tcp" in argv and "--disable-kvm" in argv
     assert [argv[i + 1] for i, a in enumerate(argv) if a == "--append"] == ["no5lvl",
                                                                           "log_buf_len=8M"]
     assert argv[argv.index("--rwdir") + 1] == "/r"
-    with_cache = kg.vng_argv(GuestSpec(kernel=Path("/k"), cached_dirs=(Path("/usr/lib/python3.11"),)),
+    with_cache = km.vng_argv(GuestSpec(kernel=Path("/k"), cached_dirs=(Path("/usr/lib/python3.11"),)),
                              port=1, monitor=Path("/m"), pidfile=Path("/p"), script=Path("/s"))
     assert with_cache[with_cache.index("--rodir") + 1] == "/usr/lib/python3.11"
     assert "--qemu-opts=-monitor unix:/s/mon.sock,server=on,wait=off -pidfile /s/q.pid" in argv
     assert argv[-2:] == ["--exec", "sh /s/guest.sh"]
-    command = kg.guest_command(("/root/.bashrc",))
+    command = km.guest_command(("/root/.bashrc",))
     assert command.startswith("{ [ ! -f /root/.bashrc ] || mount --bind /dev/null /root/.bashrc; }; ")
-    cached = kg.guest_command(cached=("/usr/lib/python3.11",))
+    cached = km.guest_command(cached=("/usr/lib/python3.11",))
     assert "umount /usr/lib/python3.11 && mount -t 9p" in cached and "cache=loose" in cached
     assert "is not page-cached" in cached
-    assert command.endswith(f"echo '<5>{kg.READY_MARKER}' > /dev/kmsg && read x < {kg.STOP_FIFO}")
-    assert "--disable-kvm" not in kg.vng_argv(GuestSpec(kernel=Path("/k"), kvm=True), port=1,
+    assert command.endswith(f"echo '<5>{km.READY_MARKER}' > /dev/kmsg && read x < {km.STOP_FIFO}")
+    assert "--disable-kvm" not in km.vng_argv(GuestSpec(kernel=Path("/k"), kvm=True), port=1,
                                                monitor=Path("/m"), pidfile=Path("/p"),
                                                script=Path("/s"))
 
@@ -72,10 +74,10 @@ def test_start_boots_waits_for_ssh_and_records_the_guest(world: World) -> None:
     assert endpoint.host_keys[0].name == "ssh_host_ed25519_key.pub"
     assert world.host.spawned[0][:4] == ["/venv/bin/python", "-m", "harness.keeper", "keep"]
     config = json.loads((world.state_dir / "keeper.json").read_text())
-    assert "--ssh=40022" in config["argv"] and config["marker"] == kg.READY_MARKER
+    assert "--ssh=40022" in config["argv"] and config["marker"] == km.READY_MARKER
     script = world.state_dir / "guest.sh"
     assert config["argv"][-2:] == ["--exec", f"sh {script}"]
-    assert kg.guest_command(("/root/.bashrc",)) in script.read_text()
+    assert km.guest_command(("/root/.bashrc",)) in script.read_text()
     saved = KeptGuest.load(world.state_dir, seams=world.seams)
     assert saved is not None and saved.state == guest.state
     assert world.host.killed == []
@@ -83,7 +85,7 @@ def test_start_boots_waits_for_ssh_and_records_the_guest(world: World) -> None:
 
 
 def _nothing_left(world: World) -> None:
-    assert not (world.state_dir / kg.STATE_FILE).exists()
+    assert not (world.state_dir / km.STATE_FILE).exists()
     assert VNG not in world.host.procs and QEMU not in world.host.procs
     assert KEEPER not in world.host.procs
 
@@ -249,7 +251,7 @@ def test_stop_asks_the_guest_to_power_off(world: World) -> None:
     said: list[str] = []
     guest.stop(said.append)
     assert world.host.killed == []
-    assert not (world.state_dir / kg.STATE_FILE).exists()
+    assert not (world.state_dir / km.STATE_FILE).exists()
     assert "stopped" in said[-1]
     assert not kg.stop(world.state_dir, said.append, seams=world.seams)
 
@@ -270,4 +272,4 @@ def test_stop_of_a_dead_guest_just_cleans_up(world: World) -> None:
     world.start()
     world.host.procs.clear()
     assert kg.stop(world.state_dir, lambda s: None, seams=world.seams, bounds=BOUNDS)
-    assert world.host.killed == [] and not (world.state_dir / kg.STATE_FILE).exists()
+    assert world.host.killed == [] and not (world.state_dir / km.STATE_FILE).exists()

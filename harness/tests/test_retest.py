@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import keptguest, protocol
+from harness import kept_model, protocol
 from harness.errors import EXIT_HARNESS, UsageError
 from harness.layout import Layout
 from harness.retest import _outcome, _Progress, load_usable
@@ -24,20 +24,20 @@ def test_idle_deadline_follows_the_running_tests_budget() -> None:
     assert said[0].endswith("t.py::a") and said[1].endswith("t.py::a: failed")
 
 
-def window(error: keptguest.KeptGuestError | None, console: str = "", code: int | None = 0
-           ) -> keptguest.Window:
-    return keptguest.Window(exit_code=code, console=console, seconds=3.0, error=error)
+def window(error: kept_model.KeptGuestError | None, console: str = "", code: int | None = 0
+           ) -> kept_model.Window:
+    return kept_model.Window(exit_code=code, console=console, seconds=3.0, error=error)
 
 
 @pytest.mark.parametrize("error,console,status", [
     (None, "", VmStatus.COMPLETED),
-    (keptguest.CommandHung("no progress for 600s", idle=True), "", VmStatus.HANG),
-    (keptguest.GuestDied("QEMU is gone"), "Kernel panic - not syncing: Fatal exception",
+    (kept_model.CommandHung("no progress for 600s", idle=True), "", VmStatus.HANG),
+    (kept_model.GuestDied("QEMU is gone"), "Kernel panic - not syncing: Fatal exception",
      VmStatus.PANIC),
-    (keptguest.GuestDied("QEMU is gone"), "", VmStatus.LOST),
-    (keptguest.GuestUnresponsive("ssh does not answer"), "", VmStatus.LOST),
+    (kept_model.GuestDied("QEMU is gone"), "", VmStatus.LOST),
+    (kept_model.GuestUnresponsive("ssh does not answer"), "", VmStatus.LOST),
 ])
-def test_a_window_maps_to_a_vm_outcome(error: keptguest.KeptGuestError | None, console: str,
+def test_a_window_maps_to_a_vm_outcome(error: kept_model.KeptGuestError | None, console: str,
                                         status: VmStatus, tmp_path: Path) -> None:
     out = _outcome(window(error, console, None if error else 0), tmp_path / "c.log")
     assert out.status is status
