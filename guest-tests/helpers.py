@@ -157,6 +157,13 @@ class Started:
 
     proc: subprocess.Popen[bytes]
     output: Path
+    offset: int = 0  # where this run's output starts in @output (kept runs append)
+
+    def text(self) -> str:
+        """What the program has printed so far."""
+        with self.output.open("rb") as f:
+            f.seek(self.offset)
+            return f.read().decode(errors="replace")
 
 
 class Helpers:
@@ -199,17 +206,21 @@ class Helpers:
                         timed_out=finished.timed_out, output=finished.output,
                         seconds=finished.seconds, saved=saved)
 
-    def start(self, name: str, *args: str) -> Started:
+    def start(self, name: str, *args: str, stdin: bool = False) -> Started:
         """Starts program @name, not waited for; its output goes to a file kept
-        with the results (or under the test's tmp_path)."""
+        with the results (or under the test's tmp_path). With @stdin, its stdin
+        is a pipe (proc.stdin) instead of /dev/null."""
         argv = self.argv(name, args)
-        out = self._output_path(name) or self.tmp_path / f"{name}.txt"
+        label = "-".join([name, *(a for a in args if "=" not in a)])
+        out = self._output_path(label) or self.tmp_path / f"{_UNSAFE_LABEL.sub('_', label)}.txt"
+        offset = out.stat().st_size if out.exists() else 0
         with out.open("ab") as sink:
             sink.write(f"# {' '.join(argv)}\n".encode())
             sink.flush()
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=sink,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        return Started(proc=proc, output=out)
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                    stdout=sink, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        return Started(proc=proc, output=out, offset=offset)
 
     def _output_path(self, label: str) -> Path | None:
         if self.results_dir is None:

@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Description: one ring with one thing uringcr's image cannot carry yet,
+ * named by argv[1]; "expect refusal name=<name>" gives the refusal uringcr
+ * must report for it (uringcr check lists it, uringcr dump fails on it and
+ * writes nothing). After "go" the ring still works.
+ * test_uringcr.py::test_refusal runs every kind.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "guest.h"
+#include "owner.h"
+
+#ifndef IORING_REGISTER_CLONE_BUFFERS
+#define IORING_REGISTER_CLONE_BUFFERS	30
+#endif
+
+struct clone_buffers {		/* UAPI struct io_uring_clone_buffers, 6.12 */
+	__u32 src_fd;
+	__u32 flags;
+	__u32 pad[6];
+};
+
+static struct io_uring ring, other;
+static char *mem;
+
+static int register_one(int fd)
+{
+	return io_uring_register_files(&ring, &fd, 1);
+}
+
+static int one_buffer(struct io_uring *r)
+{
+	struct iovec iov = { mem, PAGE_SZ };
+
+	return io_uring_register_buffers(r, &iov, 1);
+}
+
+static int setup(const char *kind)
+{
+	struct io_uring_params p;
+	int fds[2], fd, ret;
+	char path[64];
+
+	if (!strcmp(kind, "iopoll"))
+		return ring_init(&ring, &p, 8, 0, IORING_SETUP_IOPOLL, 0);
+	if (!strcmp(kind, "attach-wq")) {
+		if (ring_init(&other, &p, 8, 0, 0, 0))
+			return -1;
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_ATTACH_WQ;
+		p.wq_fd = other.ring_fd;
+		return io_uring_queue_init_params(8, &ring, &p);
+	}
+	if (!strcmp(kind, "restrictions")) {
+		struct io_uring_restriction res[1] = {};
+
+		if (ring_init(&ring, &p, 8, 0, IORING_SETUP_R_DISABLED, 0))
+			return -1;
+		res[0].opcode = IORING_RESTRICTION_SQE_OP;
+		res[0].sqe_op = IORING_OP_NOP;
+		/* raw: Debian's liburing 2.3 does not export these two */
+		ret = syscall(__NR_io_uring_register, ring.ring_fd,
+			      IORING_REGISTER_RESTRICTIONS, res, 1);
+		return ret ? ret : syscall(__NR_io_uring_register, ring.ring_fd,
+					   IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+	}
+	if (ring_init(&ring, &p, 8, 4, 0, 0))
+		return -1;
+	if (!strcmp(kind, "eventfd")) {
+		fd = eventfd(0, 0);
+		return fd < 0 ? -1 : io_uring_register_eventfd(&ring, fd);
+	}
+	if (!strcmp(kind, "pbuf")) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+
+		io_uring_prep_provide_buffers(sqe, mem, 512, 4, 1, 0);
+		return ring_submit_wait(&ring, &ret) ? -1 : ret;
+	}
+	if (!strcmp(kind, "personality"))
+		return io_uring_register_personality(&ring) > 0 ? 0 : -1;
+	if (!strcmp(kind, "socket")) {
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds))
+			return -1;
+		return register_one(fds[0]);
+	}
+	if (!strcmp(kind, "pipe")) {
+		if (pipe(fds))
+			return -1;
+		return register_one(fds[0]);
+	}
+	if (!strcmp(kind, "unlinked")) {
+		snprintf(path, sizeof(path), "/tmp/cr_refuse.%d", getpid());
+		fd = open(path, O_RDWR | O_CREAT, 0600);
+		if (fd < 0 || unlink(path))
+			return -1;
+		return register_one(fd);
+	}
+	if (!strcmp(kind, "unmapped")) {
+		ret = one_buffer(&ring);
+		return ret ? ret : munmap(mem, PAGE_SZ);
+	}
+	if (!strcmp(kind, "shared")) {
+		struct clone_buffers cb = { .src_fd = ring.ring_fd };
+
+		if (one_buffer(&ring) || ring_init(&other, &p, 8, 0, 0, 0))
+			return -1;
+		return syscall(__NR_io_uring_register, other.ring_fd,
+			       IORING_REGISTER_CLONE_BUFFERS, &cb, 1);
+	}
+	if (!strcmp(kind, "overflow")) {
+		/* a CQ of 8 (4 asked, rounded up) and 12 NOPs not reaped */
+		for (int i = 0; i < 12; i++) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+
+			if (!sqe) {
+				io_uring_submit(&ring);
+				sqe = io_uring_get_sqe(&ring);
+			}
+			io_uring_prep_nop(sqe);
+		}
+		return io_uring_submit(&ring) < 0 ? -1 : 0;
+	}
+	return -2;
+}
+
+static const char *refusal(const char *kind)
+{
+	static const char *const names[][2] = {
+		{ "iopoll", "iopoll" }, { "attach-wq", "attach-wq" },
+		{ "restrictions", "restrictions" }, { "eventfd", "eventfd" },
+		{ "pbuf", "provided-buffers" }, { "personality", "personalities" },
+		{ "socket", "file-unopenable" }, { "pipe", "file-unopenable" },
+		{ "unlinked", "file-unlinked" }, { "unmapped", "buffer-unmapped" },
+		{ "shared", "buffer-shared" }, { "overflow", "cq-overflow" },
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(kind, names[i][0]))
+			return names[i][1];
+	return NULL;
+}
+
+int main(int argc, char *argv[])
+{
+	const char *kind = argc > 1 ? argv[1] : "";
+	const char *name = refusal(kind);
+	int ret;
+
+	t_start("cr_refuse", argc, argv);
+	if (!name)
+		return t_fail("unknown kind");
+	mem = mmap(NULL, 4 * PAGE_SZ, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		return t_fail("mmap");
+	memset(mem, 0x3c, 4 * PAGE_SZ);
+	ret = setup(kind);
+	if (ret) {
+		t_diag("setting up %s: %d", kind, ret);
+		return t_fail("setup");
+	}
+	expect("ring", "name=%s fd=%d", kind, ring.ring_fd);
+	expect("refusal", "name=%s fd=%d", name, ring.ring_fd);
+	if (owner_wait())
+		return t_fail("no go");
+	if (!strcmp(kind, "overflow") || !strcmp(kind, "iopoll"))
+		return t_pass();
+	return run_nops(&ring, 2, 1) ? t_fail("NOPs after the dump") : t_pass();
+}

@@ -1,0 +1,329 @@
+"""Checkpoint scenarios: uringcr dumps the rings that c/cr_*.c programs built,
+from another process, and every image is checked field by field against what
+the program registered and did, and against views that do not come from
+uringcr (fdinfo, maps, pagemap, stat). After each dump the owner checks that
+its ring is exactly as it left it and still works (uringcr_run.Owner.go).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import Helpers
+from hugepages import reserved_hugetlb
+from uringcr_run import (UCR_FAILED, UCR_OK, UCR_REFUSED, Owner, Uringcr, bvec_pfns, fdinfo,
+                         pagemap_pfns, proc_state, record_stats, ring_maps, start_owner)
+
+O_ACCMODE, O_APPEND, O_DIRECTORY = 0o3, 0o2000, 0o200000
+ETIME = 62
+FUZZ_LINE = re.compile(r"^fuzz rounds=(\d+) refused=(\d+) accepted=(\d+) sealed_refused=(\d+)$")
+
+
+@pytest.fixture
+def ucr(helpers: Helpers) -> Uringcr:
+    return Uringcr(helpers)
+
+
+@pytest.fixture
+def owners() -> Iterator[list[Owner]]:
+    """Owners the test starts; killed at the end if still there."""
+    started: list[Owner] = []
+    yield started
+    for owner in started:
+        owner.kill()
+
+
+def owner_of(helpers: Helpers, owners: list[Owner], name: str, *args: str) -> Owner:
+    owner = start_owner(helpers, name, *args)
+    owners.append(owner)
+    return owner
+
+
+def the_ring(image: dict[str, Any], fd: int) -> dict[str, Any]:
+    rings = [r for r in image["rings"] if r["fd"] == fd]
+    assert len(rings) == 1, f"the image has {len(rings)} rings at fd {fd}: {image['rings']}"
+    return rings[0]
+
+
+def check_ring_fields(ring: dict[str, Any], want: dict[str, int | str], owner: Owner) -> None:
+    """What every scenario's ring must show: its identity, setup and mappings."""
+    assert ring["ino"] == want["ino"]
+    assert ring["setup"]["flags"] == want["flags"]
+    assert ring["setup"]["sq_entries"] == want["sq_entries"]
+    assert ring["setup"]["cq_entries"] == want["cq_entries"]
+    maps = ring_maps(owner.pid, int(want["ino"]))
+    assert [(m["start"], m["end"], m["pgoff"]) for m in ring["maps"]] == maps
+
+
+@pytest.mark.parametrize("kind", ["empty", "plain", "big", "sqpoll", "defer"])
+def test_dump_pending(kind: str, helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                      tmp_path: Path, record_property: Any) -> None:
+    """Counters, unreaped CQEs and unsubmitted SQEs, on every kind of ring."""
+    owner = owner_of(helpers, owners, "cr_pending", kind)
+    want_ring = owner.one("ring")
+    counters = owner.one("counters")
+    fd = int(want_ring["fd"])
+    info_before = fdinfo(owner.pid, fd)
+    _, report = ucr.dump(owner, tmp_path / "image")
+    record_stats(record_property, report)
+    assert report["dumpable"] and report["refusals"] == []
+    ring = the_ring(ucr.show(tmp_path / "image"), fd)
+    check_ring_fields(ring, want_ring, owner)
+
+    mem, kernel = ring["memory"], ring["kernel"]
+    for key in ("sq_head", "sq_tail", "cq_head", "cq_tail"):
+        assert mem[key] == counters[key], key
+    # fdinfo is an independent view of the same counters
+    assert mem["sq_head"] == int(info_before["SqHead"]) == kernel["cached_sq_head"]
+    assert mem["sq_tail"] == int(info_before["SqTail"])
+    assert mem["cq_head"] == int(info_before["CqHead"])
+    assert mem["cq_tail"] == int(info_before["CqTail"]) == kernel["cached_cq_tail"]
+
+    sqes = [(s["position"], s["user_data"], s["opcode"]) for s in ring["sqes_pending"]]
+    assert sqes == [(e["position"], e["user_data"], e["opcode"]) for e in owner.expect("sqe")]
+    cqes = [(c["user_data"], c["res"], c["flags"]) for c in ring["cqes_pending"]]
+    assert cqes == [(e["user_data"], e["res"], e["flags"]) for e in owner.expect("cqe")]
+    if kind == "empty":
+        assert mem["sq_head"] == mem["cq_tail"] == 0
+    else:
+        assert mem["cq_tail"] >= 1000, "the history NOPs are not in the counters"
+    big = kind == "big"
+    assert (ring["setup"]["sqe_size"], ring["setup"]["cqe_size"]) == ((128, 32) if big else (64, 16))
+    if big:
+        assert all(c["big_cqe"] == [0, 0] for c in ring["cqes_pending"])
+    if kind == "sqpoll":
+        assert ring["setup"]["sq_thread_idle_ms"] == 1000
+    if kind == "defer":
+        assert ring["state"]["submitter_tid"] == owner.pid
+    owner.go(helpers.budget.remaining())
+
+
+def test_dump_buffers(helpers: Helpers, ucr: Uringcr, owners: list[Owner], tmp_path: Path,
+                      record_property: Any) -> None:
+    """A sparse table of buffers of every size and backing, with their contents."""
+    with reserved_hugetlb(1) as why_not:
+        owner = owner_of(helpers, owners, "cr_bufs", f"hugetlb={0 if why_not else 1}")
+        want_ring = owner.one("ring")
+        _, report = ucr.dump(owner, tmp_path / "image")
+        record_stats(record_property, report)
+        ring = the_ring(ucr.show(tmp_path / "image"), int(want_ring["fd"]))
+        check_ring_fields(ring, want_ring, owner)
+        wanted = {int(b["slot"]): b for b in owner.expect("buf")}
+        assert ring["buffers"]["slots"] == owner.one("bufs")["slots"]
+        got = {b["slot"]: b for b in ring["buffers"]["used"]}
+        assert sorted(got) == sorted(wanted), "the image's slots are not the registered ones"
+        pages = 0
+        for slot, want in wanted.items():
+            buf = got[slot]
+            assert (buf["addr"], buf["len"]) == (want["addr"], want["len"]), f"slot {slot}"
+            contents = (tmp_path / "image" / buf["part"]).read_bytes()
+            assert zlib.crc32(contents) == want["crc32"], f"slot {slot}: contents"
+            # the pages the image says are pinned are the ones mapped there
+            assert bvec_pfns(buf) == pagemap_pfns(owner.pid, buf["addr"], buf["len"]), \
+                f"slot {slot}: pinned pages"
+            pages += (buf["len"] + 4095) // 4096
+        assert report["stats"]["pages_written"] == pages
+        if not why_not:
+            assert got[11]["folio_shift"] == 21 and got[11]["nr_bvecs"] == 1, \
+                "the hugetlb buffer is not one 2 MiB folio"
+        owner.go(helpers.budget.remaining())
+
+
+def test_dump_files(helpers: Helpers, ucr: Uringcr, owners: list[Owner], tmp_path: Path,
+                    record_property: Any) -> None:
+    """Registered files and direct descriptors (no fd in the task), by slot."""
+    owner = owner_of(helpers, owners, "cr_files")
+    want_ring = owner.one("ring")
+    _, report = ucr.dump(owner, tmp_path / "image")
+    record_stats(record_property, report)
+    ring = the_ring(ucr.show(tmp_path / "image"), int(want_ring["fd"]))
+    check_ring_fields(ring, want_ring, owner)
+    table = owner.one("files")
+    assert ring["files"]["slots"] == table["slots"]
+    assert ring["state"]["file_alloc"] == [table["alloc_start"], table["alloc_end"]]
+    got = {f["slot"]: f for f in ring["files"]["used"]}
+    wanted = {int(f["slot"]): f for f in owner.expect("file")}
+    assert sorted(got) == sorted(wanted)
+    mask = O_ACCMODE | O_APPEND | O_DIRECTORY
+    for slot, want in wanted.items():
+        f = got[slot]
+        assert f["path"] == want["path"], f"slot {slot}"
+        assert (f["dev_major"], f["dev_minor"], f["ino"]) == \
+            (want["dev_major"], want["dev_minor"], want["ino"]), f"slot {slot}: identity"
+        assert f["pos"] == want["pos"], f"slot {slot}: position"
+        assert f["flags"] & mask == int(want["flags"]) & mask, f"slot {slot}: flags"
+    # no fd of the task names the direct descriptors' files
+    fds = {os.readlink(p) for p in Path(f"/proc/{owner.pid}/fd").iterdir()}
+    assert not any(str(got[s]["path"]) in fds for s in (7, 12))
+    owner.go(helpers.budget.remaining())
+
+
+def test_registered_ring_with_fd(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                                 tmp_path: Path) -> None:
+    owner = owner_of(helpers, owners, "cr_regring", "with-fd")
+    reg = owner.one("regring")
+    ucr.dump(owner, tmp_path / "image")
+    ring = the_ring(ucr.show(tmp_path / "image"), int(reg["fd"]))
+    assert ring["registered"] == {"tid": reg["tid"], "index": reg["index"]}
+    owner.go(helpers.budget.remaining())
+
+
+def test_registered_ring_only_is_refused(helpers: Helpers, ucr: Uringcr,
+                                         owners: list[Owner], tmp_path: Path) -> None:
+    """A ring the task holds only by its registered index: no fd, no /proc file."""
+    owner = owner_of(helpers, owners, "cr_regring", "only")
+    report = ucr.check(owner, want=UCR_REFUSED)
+    names = [r["name"] for r in report["refusals"]]
+    assert names == ["registered-ring-only"], report
+    assert f"index {owner.one('hidden')['index']}" in report["refusals"][0]["why"]
+    finished, _ = ucr.dump(owner, tmp_path / "image", want=UCR_REFUSED)
+    assert "registered-ring-only" in finished.output
+    assert not (tmp_path / "image").exists()
+    owner.go(helpers.budget.remaining())
+
+
+def test_drain_waits_for_a_timeout(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                                   tmp_path: Path, record_property: Any) -> None:
+    """A request that completes while the dumper waits: its CQE is in the image."""
+    owner = owner_of(helpers, owners, "cr_inflight", "timeout")
+    want = owner.one("inflight")
+    drain_ms = int(20000 * helpers.timeout_scale)
+    _, report = ucr.dump(owner, tmp_path / "image", "--drain-timeout", str(drain_ms))
+    record_stats(record_property, report)
+    ring = the_ring(ucr.show(tmp_path / "image"), int(owner.one("ring")["fd"]))
+    assert [(c["user_data"], c["res"]) for c in ring["cqes_pending"]] == \
+        [(want["user_data"], -ETIME)]
+    owner.go(helpers.budget.remaining())
+
+
+def test_drain_timeout_fails_and_names_the_request(helpers: Helpers, ucr: Uringcr,
+                                                   owners: list[Owner], tmp_path: Path) -> None:
+    """A read of an empty pipe never completes: the dump fails, the owner runs on."""
+    owner = owner_of(helpers, owners, "cr_inflight", "pipe")
+    finished, report = ucr.dump(owner, tmp_path / "image", "--drain-timeout", "300",
+                                want=UCR_REFUSED)
+    assert [r["name"] for r in report["refusals"]] == ["in-flight"]
+    why = report["refusals"][0]["why"]
+    assert "1 request still in flight" in why and "READ(22)" in why, why
+    assert not (tmp_path / "image").exists()
+    assert owner.wait_state(False, 5 * helpers.timeout_scale) != "T"
+    owner.go(helpers.budget.remaining())
+
+
+REFUSALS = ["iopoll", "attach-wq", "restrictions", "eventfd", "pbuf", "personality", "socket",
+            "pipe", "unlinked", "unmapped", "shared", "overflow"]
+
+
+@pytest.mark.parametrize("kind", REFUSALS)
+def test_refusal(kind: str, helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                 tmp_path: Path) -> None:
+    """Each thing the image cannot carry is named by check and fails the dump."""
+    owner = owner_of(helpers, owners, "cr_refuse", kind)
+    name = str(owner.one("refusal")["name"])
+    report = ucr.check(owner, want=UCR_REFUSED)
+    assert name in [r["name"] for r in report["refusals"]], report
+    finished, _ = ucr.dump(owner, tmp_path / "image", want=UCR_REFUSED)
+    assert f"first: {name}" in finished.output or name in finished.output
+    assert not (tmp_path / "image").exists() and not (tmp_path / "image.partial").exists()
+    owner.go(helpers.budget.remaining())
+
+
+def test_unprivileged_dumper_is_refused(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                                        tmp_path: Path) -> None:
+    """Without ptrace rights over the owner, uringcr names the missing right."""
+    owner = owner_of(helpers, owners, "cr_pending", "empty")
+    image = tmp_path / "image"
+    tmp_path.chmod(0o777)
+    finished = ucr.run("dump", "--pid", str(owner.pid), "-o", image, label="dump-nobody",
+                       prefix=("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"))
+    assert finished.returncode == UCR_FAILED, finished.describe()
+    assert "ptrace" in finished.output, finished.describe()
+    assert not image.exists()
+    owner.go(helpers.budget.remaining())
+
+
+def test_killed_dumper_resumes_the_owner(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                                         tmp_path: Path) -> None:
+    """SIGKILL of uringcr while the owner is stopped: its guardian resumes it."""
+    owner = owner_of(helpers, owners, "cr_pending", "plain")
+    image = tmp_path / "image"
+    hold = int(60000 * helpers.timeout_scale)
+    dumper = subprocess.Popen([str(ucr.exe), "dump", "--pid", str(owner.pid), "-o", str(image),
+                               "--hold-frozen", str(hold)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        state = owner.wait_state(True, 20 * helpers.timeout_scale)
+        assert state == "T", f"uringcr never stopped the owner (state {state!r})"
+        dumper.send_signal(signal.SIGKILL)
+        dumper.wait(10)
+        state = owner.wait_state(False, 10 * helpers.timeout_scale)
+        assert state not in ("T", ""), f"the owner is still {state!r} after the dumper died"
+    finally:
+        if dumper.poll() is None:
+            dumper.kill()
+            dumper.wait(10)
+    assert not image.exists()
+    owner.go(helpers.budget.remaining())
+
+
+def test_dump_refuses_an_existing_directory(helpers: Helpers, ucr: Uringcr,
+                                            owners: list[Owner], tmp_path: Path) -> None:
+    owner = owner_of(helpers, owners, "cr_pending", "empty")
+    (tmp_path / "image").mkdir()
+    finished, _ = ucr.dump(owner, tmp_path / "image", want=UCR_FAILED)
+    assert "exists" in finished.output and "never overwrites" in finished.output
+    assert proc_state(owner.pid) != "T"
+    owner.go(helpers.budget.remaining())
+
+
+def _image_of(helpers: Helpers, ucr: Uringcr, owners: list[Owner], image: Path,
+              name: str, *args: str) -> None:
+    owner = owner_of(helpers, owners, name, *args)
+    ucr.dump(owner, image, label=f"dump-{name}")
+    owner.go(helpers.budget.remaining())
+
+
+def test_image_version_mismatch(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                                tmp_path: Path) -> None:
+    """An image of another version is refused naming both versions, resealed or not."""
+    image = tmp_path / "image"
+    _image_of(helpers, ucr, owners, image, "cr_pending", "empty")
+    manifest = image / "manifest"
+    manifest.write_text(manifest.read_text().replace("uringcr-image 1\n", "uringcr-image 2\n", 1))
+    finished = ucr.run("show", image, label="show-damaged")
+    assert finished.returncode == UCR_FAILED and "CRC32 mismatch" in finished.output
+    # resealed: the version line itself is what the reader refuses
+    from_lines = manifest.read_text().splitlines(keepends=True)
+    body = "".join(line for line in from_lines if not line.startswith("manifest "))
+    manifest.write_text(body + f"manifest crc32=0x{zlib.crc32(body.encode()):08x}\n")
+    finished = ucr.run("show", image, label="show-version")
+    assert finished.returncode == UCR_FAILED, finished.describe()
+    assert "image version '2'" in finished.output and "reads version 1" in finished.output
+
+
+def test_fuzz_images(helpers: Helpers, ucr: Uringcr, owners: list[Owner], tmp_path: Path,
+                     record_property: Any) -> None:
+    """Random truncations, byte flips and garbage in real images: each refused cleanly
+    (or, resealed and in a binary part, read and shown); never a crash or a hang."""
+    rounds = 600
+    for name, args in (("cr_files", ()), ("cr_pending", ("big",)), ("cr_bufs", ("hugetlb=0",))):
+        image = tmp_path / f"image-{name}"
+        _image_of(helpers, ucr, owners, image, name, *args)
+        t0 = time.monotonic()
+        finished = helpers.run("cr_fuzz", f"dir={image}", f"work={tmp_path / ('w-' + name)}",
+                               f"rounds={rounds}", "seed=7")
+        line = finished.match(FUZZ_LINE)
+        total = sum(int(x) for x in line.groups()[1:])
+        assert int(line.group(1)) == rounds == total
+        record_property(f"fuzz_{name}_seconds", round(time.monotonic() - t0, 2))
+        record_property(f"fuzz_{name}", line.group(0))

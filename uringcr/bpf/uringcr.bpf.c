@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * What uringcr reads from the kernel, one fixed-size record per object
+ * (records.h):
+ *
+ *   iter/io_uring_buf   one UCR_REC_BVEC per bio_vec of every registered
+ *                       buffer, then one UCR_REC_RING from the final call
+ *   iter/io_uring_file  one UCR_REC_FILE per registered file, then the
+ *                       UCR_REC_RING
+ *   iter/task           (link filtered to the owner's pid) one UCR_REC_TREG
+ *                       per ring in a thread's registered ring table
+ *
+ * The io_uring iterators run with the ring's ->uring_lock held, so one
+ * record of the ring is a consistent view of everything the submission
+ * side owns. The task walk takes no io_uring lock: registered rings are
+ * only installed and removed by their own task, which is stopped.
+ *
+ * The context structs are the series' (io_uring/bpf_iter.c), declared
+ * under CO-RE as selftests/bpf/progs/bpf_iter.h does, so this builds
+ * against any kernel's vmlinux.h; loading on a kernel without the series
+ * fails, and the loader says so.
+ */
+#define bpf_iter__io_uring_buf bpf_iter__io_uring_buf___from_vmlinux
+#define bpf_iter__io_uring_file bpf_iter__io_uring_file___from_vmlinux
+#include "vmlinux.h"
+#undef bpf_iter__io_uring_buf
+#undef bpf_iter__io_uring_file
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "records.h"
+
+char _license[] SEC("license") = "GPL";
+
+struct bpf_iter__io_uring_buf {
+	struct bpf_iter_meta *meta;
+	struct io_ring_ctx *ring;
+	struct io_mapped_ubuf *ubuf;
+	struct bio_vec *bvec;
+	__u64 index;
+	__u64 bvec_index;
+	__u64 pfn;
+} __attribute__((preserve_access_index));
+
+struct bpf_iter__io_uring_file {
+	struct bpf_iter_meta *meta;
+	struct io_ring_ctx *ring;
+	struct file *file;
+	__u64 index;
+} __attribute__((preserve_access_index));
+
+/* 6.12 has napi_enabled only with CONFIG_NET_RX_BUSY_POLL */
+struct io_ring_ctx___napi {
+	bool napi_enabled;
+} __attribute__((preserve_access_index));
+
+/* io_uring/io_uring.h: enum io_check_cq_flags */
+#define IO_CHECK_CQ_OVERFLOW_BIT	0
+
+/* The file record is larger than is wise on the BPF stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ucr_file_rec);
+} file_scratch SEC(".maps");
+
+/* Read by the library after each walk (bss): objects and final calls. */
+__u64 bvecs_seen;
+__u64 files_seen;
+__u64 rings_seen;
+__u64 tregs_seen;
+
+/* Not empty: the first entry is not the head (whose next is itself). */
+static __always_inline bool list_busy(struct list_head *head)
+{
+	struct list_head *first = BPF_CORE_READ(head, next);
+
+	return first != BPF_CORE_READ(first, next);
+}
+
+static __always_inline void write_ring(struct seq_file *seq,
+				       struct io_ring_ctx *ring)
+{
+	struct ucr_ring_rec r = {};
+	struct io_rings *rings = ring->rings;
+	struct io_sq_data *sqd = ring->sq_data;
+	struct task_struct *submitter = ring->submitter_task;
+	__u64 base = (__u64)BPF_CORE_READ(ring, rings);	/* a scalar */
+
+	r.kind = UCR_REC_RING;
+	r.flags = ring->flags;
+	r.sq_entries = ring->sq_entries;
+	r.cq_entries = ring->cq_entries;
+	r.cached_sq_head = ring->cached_sq_head;
+	r.cached_cq_tail = ring->cached_cq_tail;
+	r.cq_extra = ring->cq_extra;
+	r.nr_user_bufs = ring->nr_user_bufs;
+	r.nr_user_files = ring->nr_user_files;
+	r.file_alloc_start = ring->file_alloc_start;
+	r.file_alloc_end = ring->file_alloc_end;
+	r.restricted = BPF_CORE_READ_BITFIELD(ring, restricted);
+	r.iowq_limits_set = BPF_CORE_READ_BITFIELD(ring, iowq_limits_set);
+	r.has_evfd = BPF_CORE_READ_BITFIELD(ring, has_evfd);
+	r.iowq_limits[0] = ring->iowq_limits[0];
+	r.iowq_limits[1] = ring->iowq_limits[1];
+	if (bpf_core_field_exists(struct io_ring_ctx___napi, napi_enabled))
+		r.napi_enabled = BPF_CORE_READ((struct io_ring_ctx___napi *)ring,
+					       napi_enabled);
+	r.clockid = ring->clockid;
+	r.clock_offset = ring->clock_offset;
+	r.has_personalities = BPF_CORE_READ(ring, personalities.xa_head) != NULL;
+	r.pers_next = ring->pers_next;
+	r.has_pbufs = BPF_CORE_READ(ring, io_bl_xa.xa_head) != NULL;
+	r.overflow = (ring->check_cq >> IO_CHECK_CQ_OVERFLOW_BIT) & 1;
+	r.timeouts_pending = list_busy(&ring->timeout_list);
+	if (submitter)
+		r.submitter_tid = BPF_CORE_READ(submitter, pid);
+	if (sqd) {
+		r.sq_thread_idle = BPF_CORE_READ(sqd, sq_thread_idle);
+		r.sq_cpu = BPF_CORE_READ(sqd, sq_cpu);
+		r.sq_thread_pid = BPF_CORE_READ(sqd, task_pid);
+	} else {
+		r.sq_cpu = -1;
+	}
+	r.n_ring_pages = ring->n_ring_pages;
+	r.n_sqe_pages = ring->n_sqe_pages;
+	if (rings) {
+		r.off_sq_head = bpf_core_field_offset(struct io_rings, sq) +
+				bpf_core_field_offset(struct io_uring, head);
+		r.off_sq_tail = bpf_core_field_offset(struct io_rings, sq) +
+				bpf_core_field_offset(struct io_uring, tail);
+		r.off_cq_head = bpf_core_field_offset(struct io_rings, cq) +
+				bpf_core_field_offset(struct io_uring, head);
+		r.off_cq_tail = bpf_core_field_offset(struct io_rings, cq) +
+				bpf_core_field_offset(struct io_uring, tail);
+		r.off_sq_flags = bpf_core_field_offset(struct io_rings, sq_flags);
+		r.off_sq_dropped = bpf_core_field_offset(struct io_rings, sq_dropped);
+		r.off_cq_flags = bpf_core_field_offset(struct io_rings, cq_flags);
+		r.off_cq_overflow = bpf_core_field_offset(struct io_rings, cq_overflow);
+		r.off_cqes = bpf_core_field_offset(struct io_rings, cqes);
+		if (ring->sq_array)
+			r.off_sq_array = (__u64)ring->sq_array - base;
+	}
+	r.ring_id = (__u64)ring;
+	r.sqd_id = (__u64)sqd;
+	r.jiffies = bpf_jiffies64();
+	r.ktime_ns = bpf_ktime_get_ns();
+	__sync_fetch_and_add(&rings_seen, 1);
+	bpf_seq_write(seq, &r, sizeof(r));
+}
+
+SEC("iter/io_uring_buf")
+int ucr_bufs(struct bpf_iter__io_uring_buf *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct io_mapped_ubuf *ubuf = ctx->ubuf;
+	struct bio_vec *bvec = ctx->bvec;
+	struct ucr_bvec_rec b = {};
+
+	if (!ubuf || !bvec) {
+		write_ring(seq, ctx->ring);
+		return 0;
+	}
+	b.kind = UCR_REC_BVEC;
+	b.slot = ctx->index;
+	b.addr = ubuf->ubuf;
+	b.len = ubuf->len;
+	b.nr_bvecs = ubuf->nr_bvecs;
+	b.folio_shift = ubuf->folio_shift;
+	b.refs = ubuf->refs.refs.counter;
+	b.bvec_index = ctx->bvec_index;
+	b.bv_len = bvec->bv_len;
+	b.bv_offset = bvec->bv_offset;
+	b.acct_pages = ubuf->acct_pages;
+	b.pfn = ctx->pfn;
+	b.buf_id = (__u64)ubuf;
+	__sync_fetch_and_add(&bvecs_seen, 1);
+	bpf_seq_write(seq, &b, sizeof(b));
+	return 0;
+}
+
+SEC("iter/io_uring_file")
+int ucr_files(struct bpf_iter__io_uring_file *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct file *file = ctx->file;
+	struct ucr_file_rec *f;
+	struct inode *inode;
+	struct socket *sock;
+	__u32 zero = 0;
+
+	if (!file) {
+		write_ring(seq, ctx->ring);
+		return 0;
+	}
+	f = bpf_map_lookup_elem(&file_scratch, &zero);
+	if (!f)
+		return 0;
+	__builtin_memset(f, 0, sizeof(*f));
+	inode = file->f_inode;
+	f->kind = UCR_REC_FILE;
+	f->slot = ctx->index;
+	f->dev = inode->i_sb->s_dev;
+	f->ino = inode->i_ino;
+	f->rdev = inode->i_rdev;
+	f->pos = file->f_pos;
+	f->mode = inode->i_mode;
+	f->f_flags = file->f_flags;
+	f->f_mode = file->f_mode;
+	f->nlink = inode->i_nlink;
+	f->sk_type = -1;
+	f->sk_family = -1;
+	sock = bpf_sock_from_file(file);
+	if (sock) {
+		f->sk_type = sock->type;
+		f->sk_family = BPF_CORE_READ(sock, sk, __sk_common.skc_family);
+	}
+	f->path_len = bpf_d_path(&file->f_path, f->path, sizeof(f->path));
+	__sync_fetch_and_add(&files_seen, 1);
+	bpf_seq_write(seq, f, sizeof(*f));
+	return 0;
+}
+
+SEC("iter/task")
+int ucr_tasks(struct bpf_iter__task *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct task_struct *task = ctx->task;
+	struct io_uring_task *tctx;
+	struct ucr_treg_rec t = {};
+	int i;
+
+	if (!task)
+		return 0;
+	tctx = task->io_uring;
+	if (!tctx)
+		return 0;
+	for (i = 0; i < 16; i++) {
+		struct file *ring = BPF_CORE_READ(tctx, registered_rings[i]);
+
+		if (!ring)
+			continue;
+		t.kind = UCR_REC_TREG;
+		t.tid = task->pid;
+		t.tgid = task->tgid;
+		t.index = i;
+		t.ino = BPF_CORE_READ(ring, f_inode, i_ino);
+		t.ring_id = (__u64)BPF_CORE_READ(ring, private_data);
+		__sync_fetch_and_add(&tregs_seen, 1);
+		bpf_seq_write(seq, &t, sizeof(t));
+	}
+	return 0;
+}

@@ -1,0 +1,275 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The iterator walks (bpf/uringcr.bpf.c): load the programs once, attach
+ * one to a ring (or to the owner's tasks), read the walk to its end and
+ * check it record by record.
+ *
+ * A read that meets a busy ->uring_lock fails with EDEADLK and leaves the
+ * walk where it was; it is retried with a growing pause until lock_ms have
+ * passed (README.md, "Locking").
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "internal.h"
+#include "probe.h"
+#include "uringcr.skel.h"
+
+struct ucr_probe {
+	struct uringcr *skel;
+};
+
+static int silent(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	if (level == LIBBPF_WARN && getenv("UCR_DEBUG"))
+		return vfprintf(stderr, fmt, ap);
+	return 0;
+}
+
+int ucr_probe_load(struct ucr_probe **out, struct ucr_err *err)
+{
+	struct ucr_probe *p = calloc(1, sizeof(*p));
+
+	*out = NULL;
+	if (!p)
+		return ucr_errf(err, -ENOMEM, "out of memory");
+	libbpf_set_print(silent);
+	p->skel = uringcr__open_and_load();
+	if (!p->skel) {
+		int e = errno;
+
+		free(p);
+		if (e == EPERM || e == EACCES)
+			return ucr_errf(err, -e,
+					"loading the iterator programs: %s: uringcr needs CAP_BPF and CAP_PERFMON (or root)",
+					strerror(e));
+		return ucr_errf(err, -e ? -e : -ENOENT,
+				"loading the iterator programs: %s: this kernel has no io_uring_buf/io_uring_file BPF iterators (they come with the kernel-patches/ series); UCR_DEBUG=1 shows libbpf's log",
+				strerror(e));
+	}
+	*out = p;
+	return 0;
+}
+
+void ucr_probe_close(struct ucr_probe *p)
+{
+	if (!p)
+		return;
+	uringcr__destroy(p->skel);
+	free(p);
+}
+
+static void pause_ms(unsigned int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* The whole walk of @link into a malloc'd buffer. */
+static int read_all(struct bpf_link *link, unsigned int lock_ms, char **out,
+		    size_t *out_len, uint64_t *retries, const char *what,
+		    struct ucr_err *err)
+{
+	uint64_t deadline = ucr_now_us() + (uint64_t)lock_ms * 1000;
+	unsigned int backoff = 1;
+	size_t len = 0, cap = 1 << 16;
+	char *buf = malloc(cap);
+	int fd;
+
+	if (!buf)
+		return ucr_errf(err, -ENOMEM, "out of memory");
+	fd = bpf_iter_create(bpf_link__fd(link));
+	if (fd < 0) {
+		free(buf);
+		return ucr_errf(err, -errno, "%s: bpf_iter_create: %s", what, strerror(errno));
+	}
+	for (;;) {
+		ssize_t n;
+
+		if (cap - len < (1 << 15)) {
+			char *nb = realloc(buf, cap * 2);
+
+			if (!nb) {
+				close(fd);
+				free(buf);
+				return ucr_errf(err, -ENOMEM, "%s: out of memory (%zu bytes read)", what, len);
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		n = read(fd, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EDEADLK) {
+			if (retries)
+				++*retries;
+			if (ucr_now_us() >= deadline) {
+				close(fd);
+				free(buf);
+				return ucr_errf(err, -EDEADLK,
+						"%s: the ring's uring_lock stayed held for %u ms (EDEADLK on every read: a task is inside io_uring_enter() or io_uring_register(), e.g. blocked on a page fault); dump it when that ends, or wait longer with --lock-timeout",
+						what, lock_ms);
+			}
+			pause_ms(backoff);
+			if (backoff < 64)
+				backoff *= 2;
+			continue;
+		}
+		if (n < 0) {
+			int e = errno;
+
+			close(fd);
+			free(buf);
+			return ucr_errf(err, -e, "%s: read: %s", what, strerror(e));
+		}
+		if (!n)
+			break;
+		len += n;
+	}
+	close(fd);
+	*out = buf;
+	*out_len = len;
+	return 0;
+}
+
+static struct bpf_link *attach_ring(struct bpf_program *prog, int ring_fd)
+{
+	union bpf_iter_link_info linfo;
+	LIBBPF_OPTS(bpf_iter_attach_opts, opts);
+
+	/*
+	 * The series' io_uring.ring_fd is the first __u32 of the union, as
+	 * map.map_fd is: set through the older member, so this builds with
+	 * any <linux/bpf.h>.
+	 */
+	memset(&linfo, 0, sizeof(linfo));
+	linfo.map.map_fd = ring_fd;
+	opts.link_info = &linfo;
+	opts.link_info_len = sizeof(linfo);
+	return bpf_program__attach_iter(prog, &opts);
+}
+
+/*
+ * Splits a walk into its object records (each @rec_size bytes, kind
+ * @kind) and the final ring record, which must come last and once.
+ */
+static int split(const char *buf, size_t len, uint32_t kind, size_t rec_size,
+		 void **objs, size_t *nr, struct ucr_ring_rec *ring,
+		 const char *what, struct ucr_err *err)
+{
+	size_t off = 0, n = 0;
+	bool have_ring = false;
+	char *o;
+
+	o = malloc(len ? len : 1);
+	if (!o)
+		return ucr_errf(err, -ENOMEM, "out of memory");
+	while (off < len) {
+		uint32_t k;
+
+		memcpy(&k, buf + off, sizeof(k));
+		if (k == UCR_REC_RING && !have_ring && len - off == sizeof(*ring)) {
+			memcpy(ring, buf + off, sizeof(*ring));
+			have_ring = true;
+			off += sizeof(*ring);
+		} else if (k == kind && !have_ring && len - off >= rec_size) {
+			memcpy(o + n * rec_size, buf + off, rec_size);
+			n++;
+			off += rec_size;
+		} else {
+			free(o);
+			return ucr_errf(err, -EPROTO,
+					"%s: the walk has a record uringcr cannot read at byte %zu of %zu (the BPF object and the library do not match)",
+					what, off, len);
+		}
+	}
+	if (!have_ring) {
+		free(o);
+		return ucr_errf(err, -EPROTO, "%s: the walk ended without its final call", what);
+	}
+	*objs = o;
+	*nr = n;
+	return 0;
+}
+
+static int walk_ring(struct bpf_program *prog, int ring_fd, unsigned int lock_ms,
+		     uint32_t kind, size_t rec_size, struct ucr_ring_rec *k,
+		     void **objs, size_t *nr, uint64_t *retries, const char *what,
+		     struct ucr_err *err)
+{
+	struct bpf_link *link = attach_ring(prog, ring_fd);
+	size_t len;
+	char *buf;
+	int ret;
+
+	if (!link)
+		return ucr_errf(err, -errno, "%s: attaching the iterator: %s", what, strerror(errno));
+	ret = read_all(link, lock_ms, &buf, &len, retries, what, err);
+	bpf_link__destroy(link);
+	if (ret)
+		return ret;
+	ret = split(buf, len, kind, rec_size, objs, nr, k, what, err);
+	free(buf);
+	return ret;
+}
+
+int ucr_probe_bufs(struct ucr_probe *p, int ring_fd, unsigned int lock_ms,
+		   struct ucr_ring_rec *k, struct ucr_bvec_rec **bv, size_t *nr,
+		   uint64_t *retries, const char *what, struct ucr_err *err)
+{
+	return walk_ring(p->skel->progs.ucr_bufs, ring_fd, lock_ms, UCR_REC_BVEC,
+			 sizeof(**bv), k, (void **)bv, nr, retries, what, err);
+}
+
+int ucr_probe_files(struct ucr_probe *p, int ring_fd, unsigned int lock_ms,
+		    struct ucr_ring_rec *k, struct ucr_file_rec **f, size_t *nr,
+		    uint64_t *retries, const char *what, struct ucr_err *err)
+{
+	return walk_ring(p->skel->progs.ucr_files, ring_fd, lock_ms, UCR_REC_FILE,
+			 sizeof(**f), k, (void **)f, nr, retries, what, err);
+}
+
+int ucr_probe_tregs(struct ucr_probe *p, pid_t pid, struct ucr_treg_rec **t,
+		    size_t *nr, struct ucr_err *err)
+{
+	union bpf_iter_link_info linfo;
+	LIBBPF_OPTS(bpf_iter_attach_opts, opts);
+	struct bpf_link *link;
+	size_t len, i;
+	char *buf;
+	int ret;
+
+	memset(&linfo, 0, sizeof(linfo));
+	linfo.task.pid = pid;
+	opts.link_info = &linfo;
+	opts.link_info_len = sizeof(linfo);
+	link = bpf_program__attach_iter(p->skel->progs.ucr_tasks, &opts);
+	if (!link)
+		return ucr_errf(err, -errno,
+				"process %d: attaching the task iterator: %s", pid, strerror(errno));
+	ret = read_all(link, 0, &buf, &len, NULL, "task walk", err);
+	bpf_link__destroy(link);
+	if (ret)
+		return ret;
+	if (len % sizeof(**t)) {
+		free(buf);
+		return ucr_errf(err, -EPROTO, "process %d: task walk of %zu bytes is not whole records",
+				pid, len);
+	}
+	*t = (struct ucr_treg_rec *)buf;
+	*nr = len / sizeof(**t);
+	for (i = 0; i < *nr; i++) {
+		if ((*t)[i].kind != UCR_REC_TREG) {
+			free(buf);
+			return ucr_errf(err, -EPROTO, "process %d: task walk record %zu is not a ring", pid, i);
+		}
+	}
+	return 0;
+}

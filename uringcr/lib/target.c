@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The process being dumped: its pidfd, its ring fds (taken with
+ * pidfd_getfd(): 6.12 refuses io_uring files in SCM_RIGHTS), its mappings
+ * of a ring, and its memory. Every access needs ptrace attach rights over
+ * the process, and every error says so when they are missing.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "target.h"
+
+#define RIGHTS "uringcr needs ptrace attach rights over it (PTRACE_MODE_ATTACH_REALCREDS: the same user and kernel.yama.ptrace_scope allowing it, or CAP_SYS_PTRACE): run uringcr as root or as that process's user"
+
+static int no_rights(struct ucr_err *err, int e, pid_t pid, const char *what)
+{
+	return ucr_errf(err, -e, "process %d: %s: %s: %s", pid, what, strerror(e), RIGHTS);
+}
+
+static int gone(struct ucr_err *err, pid_t pid, const char *what)
+{
+	return ucr_errf(err, -ESRCH, "process %d: %s: no such process (it exited, or the pid is wrong)",
+			pid, what);
+}
+
+int ucr_target_open(struct ucr_target *t, pid_t pid, struct ucr_err *err)
+{
+	char path[64];
+	FILE *f;
+
+	memset(t, 0, sizeof(*t));
+	t->pid = pid;
+	t->pidfd = syscall(SYS_pidfd_open, pid, 0);
+	if (t->pidfd < 0) {
+		if (errno == ESRCH)
+			return gone(err, pid, "pidfd_open");
+		return ucr_errf(err, -errno, "process %d: pidfd_open: %s", pid, strerror(errno));
+	}
+	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+	f = fopen(path, "re");
+	if (f) {
+		if (fgets(t->comm, sizeof(t->comm), f))
+			t->comm[strcspn(t->comm, "\n")] = '\0';
+		fclose(f);
+	}
+	return 0;
+}
+
+void ucr_target_close(struct ucr_target *t)
+{
+	if (t->pidfd > 0)
+		close(t->pidfd);
+	t->pidfd = -1;
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+	return *(const int *)a - *(const int *)b;
+}
+
+int ucr_target_ring_fds(struct ucr_target *t, int **fds, size_t *nr,
+			struct ucr_err *err)
+{
+	char dir[64], path[PATH_MAX], link[64];
+	size_t n = 0, cap = 16;
+	struct dirent *de;
+	int *out;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", t->pid);
+	d = opendir(dir);
+	if (!d) {
+		if (errno == ENOENT)
+			return gone(err, t->pid, "listing its fds");
+		return no_rights(err, errno, t->pid, "listing its fds (/proc/PID/fd)");
+	}
+	out = malloc(cap * sizeof(*out));
+	if (!out) {
+		closedir(d);
+		return ucr_errf(err, -ENOMEM, "out of memory");
+	}
+	while ((de = readdir(d))) {
+		ssize_t len;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		len = readlink(path, link, sizeof(link) - 1);
+		if (len < 0)
+			continue;	/* closed meanwhile */
+		link[len] = '\0';
+		if (strcmp(link, "anon_inode:[io_uring]"))
+			continue;
+		if (n == cap) {
+			int *no = realloc(out, 2 * cap * sizeof(*out));
+
+			if (!no) {
+				free(out);
+				closedir(d);
+				return ucr_errf(err, -ENOMEM, "out of memory");
+			}
+			out = no;
+			cap *= 2;
+		}
+		out[n++] = atoi(de->d_name);
+	}
+	closedir(d);
+	qsort(out, n, sizeof(*out), cmp_int);
+	*fds = out;
+	*nr = n;
+	return 0;
+}
+
+int ucr_target_getfd(struct ucr_target *t, int fd, struct ucr_err *err)
+{
+	int ret = syscall(SYS_pidfd_getfd, t->pidfd, fd, 0);
+
+	if (ret >= 0)
+		return ret;
+	if (errno == EPERM || errno == EACCES)
+		return no_rights(err, errno, t->pid, "pidfd_getfd of its ring");
+	if (errno == ESRCH)
+		return gone(err, t->pid, "pidfd_getfd");
+	if (errno == EBADF)
+		return ucr_errf(err, -EBADF, "process %d: fd %d is not open (closed meanwhile, or a wrong --fd)",
+				t->pid, fd);
+	return ucr_errf(err, -errno, "process %d: pidfd_getfd(%d): %s", t->pid, fd, strerror(errno));
+}
+
+int ucr_target_maps(struct ucr_target *t, uint64_t ino, struct ucr_map *maps,
+		    unsigned int max, unsigned int *nr, struct ucr_err *err)
+{
+	char path[64], line[512];
+	FILE *f;
+
+	*nr = 0;
+	snprintf(path, sizeof(path), "/proc/%d/maps", t->pid);
+	f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT ? gone(err, t->pid, "reading its maps")
+				       : no_rights(err, errno, t->pid, "reading /proc/PID/maps");
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long start, end, pgoff, inode;
+		char perms[8], dev[16];
+		int pos = 0;
+
+		if (sscanf(line, "%llx-%llx %7s %llx %15s %llu %n", &start, &end, perms,
+			   &pgoff, dev, &inode, &pos) < 6 || inode != ino ||
+		    !strstr(line + pos, "anon_inode:[io_uring]"))
+			continue;
+		if (*nr == max) {
+			fclose(f);
+			return ucr_errf(err, -E2BIG, "process %d: more than %u mappings of ring inode %" PRIu64,
+					t->pid, max, ino);
+		}
+		maps[*nr].start = start;
+		maps[*nr].end = end;
+		maps[*nr].pgoff = pgoff;
+		++*nr;
+	}
+	fclose(f);
+	return 0;
+}
+
+int ucr_target_pages_are(struct ucr_target *t, uint64_t addr, uint64_t len,
+			 const uint64_t *pfns, size_t nr_pfns, struct ucr_err *err)
+{
+	uint64_t first = addr >> 12, last = (addr + len - 1) >> 12, i;
+	char path[64];
+	int fd, same = 1;
+
+	if (last - first + 1 != nr_pfns)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", t->pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? gone(err, t->pid, "reading its pagemap")
+				       : no_rights(err, errno, t->pid, "reading /proc/PID/pagemap");
+	for (i = first; i <= last && same; i++) {
+		uint64_t e;
+
+		if (pread(fd, &e, sizeof(e), i * 8) != sizeof(e)) {
+			close(fd);
+			return ucr_errf(err, -EIO, "process %d: pagemap read at page 0x%" PRIx64 " failed",
+					t->pid, i);
+		}
+		/* bit 63 present; bits 0-54 the PFN (zero without CAP_SYS_ADMIN) */
+		if (!(e >> 63) || (e & ((1ULL << 55) - 1)) != pfns[i - first])
+			same = 0;
+	}
+	close(fd);
+	return same;
+}
+
+int ucr_target_read(struct ucr_target *t, uint64_t addr, void *buf, size_t len,
+		    struct ucr_err *err)
+{
+	char path[64];
+	size_t got = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/mem", t->pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? gone(err, t->pid, "reading its memory")
+				       : no_rights(err, errno, t->pid, "reading /proc/PID/mem");
+	while (got < len) {
+		ssize_t n = pread(fd, (char *)buf + got, len - got, addr + got);
+
+		if (n <= 0) {
+			int e = n ? errno : EIO;
+
+			close(fd);
+			return ucr_errf(err, -e, "process %d: reading its memory at 0x%" PRIx64 ": %s",
+					t->pid, addr + got, strerror(e));
+		}
+		got += n;
+	}
+	close(fd);
+	return 0;
+}

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* The process being dumped (target.c) and freezing it (freeze.c). */
+#ifndef UCR_TARGET_H
+#define UCR_TARGET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "internal.h"
+
+struct ucr_target {
+	pid_t pid;
+	int pidfd;
+	char comm[64];
+};
+
+/* pidfd_open(): fails naming the pid when it does not exist. */
+int ucr_target_open(struct ucr_target *t, pid_t pid, struct ucr_err *err);
+void ucr_target_close(struct ucr_target *t);
+/* The fds of the process that are io_uring instances, ascending. */
+int ucr_target_ring_fds(struct ucr_target *t, int **fds, size_t *nr,
+			struct ucr_err *err);
+/* pidfd_getfd(): the dumper's own copy of the process's fd @fd, or -errno. */
+int ucr_target_getfd(struct ucr_target *t, int fd, struct ucr_err *err);
+/* The process's mappings of the ring file with inode @ino. */
+int ucr_target_maps(struct ucr_target *t, uint64_t ino, struct ucr_map *maps,
+		    unsigned int max, unsigned int *nr, struct ucr_err *err);
+/* Is [addr, addr+len) backed, page by page, by exactly @pfns? 1 yes, 0 no */
+int ucr_target_pages_are(struct ucr_target *t, uint64_t addr, uint64_t len,
+			 const uint64_t *pfns, size_t nr_pfns, struct ucr_err *err);
+/* Reads the process's memory at @addr (/proc/PID/mem). */
+int ucr_target_read(struct ucr_target *t, uint64_t addr, void *buf, size_t len,
+		    struct ucr_err *err);
+
+struct ucr_freezer {
+	enum ucr_freeze mode;
+	pid_t pid;
+	int pidfd;
+	bool was_frozen;	/* stopped or frozen before we came */
+	bool frozen;		/* by us, not yet thawed */
+	char cgroup[4096];	/* UCR_FREEZE_CGROUP: its directory */
+	pid_t guardian;
+	int guard_fd;
+	uint64_t t_request, t_frozen;
+};
+
+/*
+ * Freezes the process and starts a guardian process that thaws it if the
+ * dumper dies before ucr_thaw(). Waits until every thread that is not an
+ * io_uring worker is stopped (or the cgroup reports frozen).
+ */
+int ucr_freeze(struct ucr_freezer *f, struct ucr_target *t, enum ucr_freeze mode,
+	       struct ucr_err *err);
+/* Leaves the process as it was before ucr_freeze(); 0 or -errno. */
+int ucr_thaw(struct ucr_freezer *f, struct ucr_err *err);
+
+#endif /* UCR_TARGET_H */

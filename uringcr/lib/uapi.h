@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * <linux/io_uring.h> with the 6.12 setup flags that older UAPI headers
+ * (Debian 12's are 6.1's) lack; the values are UAPI and never change.
+ */
+#ifndef UCR_UAPI_H
+#define UCR_UAPI_H
+
+#include <linux/io_uring.h>
+
+#ifndef IORING_SETUP_NO_MMAP
+#define IORING_SETUP_NO_MMAP		(1U << 14)
+#endif
+#ifndef IORING_SETUP_REGISTERED_FD_ONLY
+#define IORING_SETUP_REGISTERED_FD_ONLY	(1U << 15)
+#endif
+#ifndef IORING_SETUP_NO_SQARRAY
+#define IORING_SETUP_NO_SQARRAY		(1U << 16)
+#endif
+
+#endif /* UCR_UAPI_H */
