@@ -185,7 +185,7 @@ def test_registered_ring_only_is_refused(helpers: Helpers, ucr: Uringcr,
     report = ucr.check(owner, want=UCR_REFUSED)
     names = [r["name"] for r in report["refusals"]]
     assert names == ["registered-ring-only"], report
-    assert f"index {owner.one('hidden')['index']}" in report["refusals"][0]["why"]
+    assert f"registered ring fd {owner.one('hidden')['index']}" in report["refusals"][0]["why"]
     finished, _ = ucr.dump(owner, tmp_path / "image", want=UCR_REFUSED)
     assert "registered-ring-only" in finished.output
     assert not (tmp_path / "image").exists()
@@ -203,6 +203,8 @@ def test_drain_waits_for_a_timeout(helpers: Helpers, ucr: Uringcr, owners: list[
     ring = the_ring(ucr.show(tmp_path / "image"), int(owner.one("ring")["fd"]))
     assert [(c["user_data"], c["res"]) for c in ring["cqes_pending"]] == \
         [(want["user_data"], -ETIME)]
+    # it was in flight when the dump began: the dumper waited for it
+    assert report["stats"]["drain_time_us"] >= 100_000, report["stats"]
     owner.go(helpers.budget.remaining())
 
 
@@ -325,5 +327,7 @@ def test_fuzz_images(helpers: Helpers, ucr: Uringcr, owners: list[Owner], tmp_pa
         line = finished.match(FUZZ_LINE)
         total = sum(int(x) for x in line.groups()[1:])
         assert int(line.group(1)) == rounds == total
+        # both kinds of damage were met: behind the checksums and at them
+        assert int(line.group(2)) > 0 and int(line.group(4)) > 0, line.group(0)
         record_property(f"fuzz_{name}_seconds", round(time.monotonic() - t0, 2))
         record_property(f"fuzz_{name}", line.group(0))

@@ -68,7 +68,11 @@ int main(int argc, char *argv[])
 	struct io_uring ring;
 
 	t_start("cr_files", argc, argv);
-	snprintf(dir, sizeof(dir), "/tmp/cr_files.%d", getpid());
+	/*
+	 * On tmpfs: under overlayfs (the guest's /tmp) a file's inode is the
+	 * real one below, which stat() does not report.
+	 */
+	snprintf(dir, sizeof(dir), "/dev/shm/cr_files.%d", getpid());
 	if (mkdir(dir, 0700) || make_file("reg", reg, sizeof(reg)) ||
 	    make_file("ro", ro, sizeof(ro)) || make_file("d7", d7, sizeof(d7)) ||
 	    make_file("d12", d12, sizeof(d12)))

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Description: requests in flight when uringcr comes. "timeout" (argv[1]):
- * an IORING_OP_TIMEOUT of 300 ms, which completes while the dumper waits:
+ * an IORING_OP_TIMEOUT of 1.5 s (scaled by tscale: longer than uringcr
+ * takes to start), which completes while the dumper waits:
  * the dump must succeed and hold its CQE (-ETIME). "pipe": a read of an
  * empty pipe, which never completes on its own: the dump must fail naming
  * the request, and leave the owner running. After "go" the owner feeds
@@ -20,7 +21,7 @@
 int main(int argc, char *argv[])
 {
 	const char *kind = argc > 1 ? argv[1] : "timeout";
-	struct __kernel_timespec ts = { .tv_nsec = 300 * 1000000L };
+	struct __kernel_timespec ts;
 	struct io_uring_params p;
 	struct io_uring ring;
 	struct io_uring_sqe *sqe;
@@ -30,6 +31,8 @@ int main(int argc, char *argv[])
 	int res;
 
 	t_start("cr_inflight", argc, argv);
+	ts.tv_sec = (long)(1.5 * t_tscale);
+	ts.tv_nsec = (long)((1.5 * t_tscale - ts.tv_sec) * 1e9);
 	if (ring_init(&ring, &p, 8, 0, 0, 0) || pipe(pfd))
 		return t_fail("setup");
 	expect_ring(kind, &ring, &p);

@@ -69,8 +69,10 @@ int main(int argc, char *argv[])
 		if (run_nops(&ring, HISTORY, 0))
 			return t_fail("history NOPs");
 		for (i = 0; i < POSTED; i++) {
-			struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+			struct io_uring_sqe *sqe = get_sqe(&ring);
 
+			if (!sqe)
+				return t_fail("no SQE");
 			io_uring_prep_nop(sqe);
 			io_uring_sqe_set_data64(sqe, CQE_BASE + i);
 		}
@@ -84,8 +86,10 @@ int main(int argc, char *argv[])
 		if (!strcmp(kind, "sqpoll"))
 			sqes = 0;
 		for (i = 0; i < sqes; i++) {
-			struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+			struct io_uring_sqe *sqe = get_sqe(&ring);
 
+			if (!sqe)
+				return t_fail("no SQE");
 			io_uring_prep_nop(sqe);
 			io_uring_sqe_set_data64(sqe, SQE_BASE + i);
 			expect("sqe", "position=%u user_data=%llu opcode=%u", ring.sq.sqe_tail - 1,

@@ -73,7 +73,7 @@ static int setup(const char *kind)
 		return ret ? ret : syscall(__NR_io_uring_register, ring.ring_fd,
 					   IORING_REGISTER_ENABLE_RINGS, NULL, 0);
 	}
-	if (ring_init(&ring, &p, 8, 4, 0, 0))
+	if (ring_init(&ring, &p, 8, 8, 0, 0))
 		return -1;
 	if (!strcmp(kind, "eventfd")) {
 		fd = eventfd(0, 0);
@@ -117,7 +117,7 @@ static int setup(const char *kind)
 			       IORING_REGISTER_CLONE_BUFFERS, &cb, 1);
 	}
 	if (!strcmp(kind, "overflow")) {
-		/* a CQ of 8 (4 asked, rounded up) and 12 NOPs not reaped */
+		/* a CQ of 8 and 12 NOPs not reaped: 4 wait on the overflow list */
 		for (int i = 0; i < 12; i++) {
 			struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
 

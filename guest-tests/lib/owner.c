@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* The checkpoint scenarios' ring owner (owner.h). */
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 
 #include <zlib.h>
 
+#include "clock.h"
 #include "ktap.h"
 #include "owner.h"
 #include "ring.h"
@@ -95,6 +97,21 @@ uint32_t crc_of(const void *buf, size_t len)
 	return crc32(0, buf, len);
 }
 
+struct io_uring_sqe *get_sqe(struct io_uring *ring)
+{
+	long deadline = now_ms() + wait_s(5) * 1000L;
+	struct io_uring_sqe *sqe;
+
+	while (!(sqe = io_uring_get_sqe(ring))) {
+		if (now_ms() > deadline) {
+			t_diag("no free SQE within %d s", wait_s(5));
+			return NULL;
+		}
+		sched_yield();
+	}
+	return sqe;
+}
+
 int run_nops(struct io_uring *ring, unsigned int n, uint64_t base)
 {
 	unsigned int done = 0, i;
@@ -105,8 +122,10 @@ int run_nops(struct io_uring *ring, unsigned int n, uint64_t base)
 		if (batch > ring->sq.ring_entries)
 			batch = ring->sq.ring_entries;
 		for (i = 0; i < batch; i++) {
-			struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+			struct io_uring_sqe *sqe = get_sqe(ring);
 
+			if (!sqe)
+				return -1;
 			io_uring_prep_nop(sqe);
 			io_uring_sqe_set_data64(sqe, base + done + i);
 		}

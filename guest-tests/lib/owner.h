@@ -45,6 +45,13 @@ bool same_ring(struct io_uring *ring, const struct ring_snap *s);
 /* zlib crc32 of @len bytes */
 uint32_t crc_of(const void *buf, size_t len);
 
+/*
+ * io_uring_get_sqe(), waiting up to 5 s (scaled) for a free entry: on an
+ * SQPOLL ring the thread publishes the new SQ head after it posted the
+ * completions, so a reaped ring can look full for a moment. NULL: none.
+ */
+struct io_uring_sqe *get_sqe(struct io_uring *ring);
+
 /* @n NOPs with user_data base+i, submitted and reaped: counters move on. */
 int run_nops(struct io_uring *ring, unsigned int n, uint64_t base);
 

@@ -510,19 +510,19 @@ static int parse_bufs(struct reader *rd, const char *part, struct lines *l,
 {
 	struct ucr_kv kv;
 	unsigned int line;
-	uint32_t i, j;
+	uint32_t i, j, used;
 
 	if (expect(rd, part, l, &kv, "bufs"))
 		return -EINVAL;
 	line = l->no;
 	U64(&kv, "slots", 0, UCR_MAX_BUFS, r->nr_bufs);
-	U64(&kv, "used", 0, r->nr_bufs, r->nr_used_bufs);
+	U64(&kv, "used", 0, r->nr_bufs, used);
 	if (done(rd, part, line, &kv))
 		return -EINVAL;
-	r->bufs = calloc(r->nr_used_bufs ? r->nr_used_bufs : 1, sizeof(*r->bufs));
+	r->bufs = calloc(used ? used : 1, sizeof(*r->bufs));
 	if (!r->bufs)
 		return ucr_errf(rd->err, -ENOMEM, "out of memory");
-	for (i = 0; i < r->nr_used_bufs; i++) {
+	for (i = 0; i < used; i++) {
 		struct ucr_buf *b = &r->bufs[i];
 		uint64_t pages;
 
@@ -794,9 +794,17 @@ static int parse_manifest(struct reader *rd, char *text, size_t len,
 	if (ucr_kv_parse(&kv, last) || strcmp(kv.name, "manifest") ||
 	    ucr_kv_u64(&kv, "crc32", 0, UINT32_MAX, &crc) || ucr_kv_unused(&kv))
 		return bad(rd, part, 0, "the last line is not its checksum (truncated?)");
-	if (ucr_crc32(0, text, last - text) != crc)
-		return ucr_errf(rd->err, -EINVAL,
-				"image %s: part manifest: CRC32 mismatch: the manifest is damaged", rd->dir);
+	{
+		/* the CRC does not cover its own line: only its one spelling counts */
+		char want[64];
+
+		snprintf(want, sizeof(want), "manifest crc32=0x%08x\n",
+			 ucr_crc32(0, text, last - text));
+		if (strcmp(last, want))
+			return ucr_errf(rd->err, -EINVAL,
+					"image %s: part manifest: CRC32 mismatch: the manifest is damaged",
+					rd->dir);
+	}
 	*last = '\0';
 
 	s = next_line(&l);
@@ -864,7 +872,7 @@ int ucr_image_open(const char *dir, struct ucr_image **out, struct ucr_err *err)
 {
 	struct reader rd = { .dir = dir, .err = err };
 	struct ucr_image *img;
-	struct rpart mp = {};
+	size_t size;
 	char path[PATH_MAX];
 	struct stat st;
 	char *text = NULL;
@@ -881,29 +889,26 @@ int ucr_image_open(const char *dir, struct ucr_image **out, struct ucr_err *err)
 	if (st.st_size > (64 << 20))
 		return ucr_errf(err, -EFBIG, "image %s: part manifest: %lld bytes, more than any image has",
 				dir, (long long)st.st_size);
-	/* read the manifest through read_part() with its own size, no CRC yet */
 	img = calloc(1, sizeof(*img));
 	if (!img)
 		return ucr_errf(err, -ENOMEM, "out of memory");
 	snprintf(img->dir, sizeof(img->dir), "%s", dir);
-	snprintf(mp.name, sizeof(mp.name), MANIFEST);
-	mp.size = st.st_size;
-	rd.parts = &mp;
-	rd.nr_parts = 1;
+	size = st.st_size;
 	{
+		/* its CRC is its own last line: parse_manifest() checks it */
 		FILE *f = fopen(path, "re");
 		size_t n;
 
-		text = malloc(mp.size + 1);
+		text = malloc(size + 1);
 		if (!f || !text) {
 			if (f)
 				fclose(f);
 			ret = ucr_errf(err, -EIO, "image %s: cannot read its manifest", dir);
 			goto fail;
 		}
-		n = fread(text, 1, mp.size, f);
+		n = fread(text, 1, size, f);
 		fclose(f);
-		if (n != mp.size) {
+		if (n != size) {
 			ret = ucr_errf(err, -EIO, "image %s: part manifest: short read", dir);
 			goto fail;
 		}
@@ -913,9 +918,7 @@ int ucr_image_open(const char *dir, struct ucr_image **out, struct ucr_err *err)
 			goto fail;
 		}
 	}
-	rd.parts = NULL;
-	rd.nr_parts = 0;
-	ret = parse_manifest(&rd, text, mp.size, img);
+	ret = parse_manifest(&rd, text, size, img);
 	if (ret)
 		goto fail;
 	img->rings = calloc(img->nr_rings ? img->nr_rings : 1, sizeof(*img->rings));
