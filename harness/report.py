@@ -27,6 +27,27 @@ def finish_run(run: RunResult, results: Path) -> None:
     print(f"results: {results}")
 
 
+def checkpoint_lines(run: RunResult) -> list[str]:
+    """One line per checkpoint scenario with uringcr's figures (CRIU's names)."""
+    lines = []
+    for t in run.tests:
+        c = t.checkpoint
+        if not c:
+            continue
+        parts = [f"{k.removesuffix('_time_us')} {c[k] / 1000:.1f} ms"
+                 for k in ("freezing_time_us", "frozen_time_us", "dump_time_us") if k in c]
+        if "bytes_written" in c:
+            parts.append(f"{c['bytes_written']} bytes")
+        if "pages_written" in c:
+            parts.append(f"{c['pages_written']} pages")
+        if "edeadlk_retries" in c:
+            parts.append(f"{c['edeadlk_retries']} EDEADLK retries")
+        if "unparsable" in c:
+            parts.append("figures unparsable")
+        lines.append(f"  checkpoint    {t.name}: {', '.join(parts)} -> {t.status.value}")
+    return lines
+
+
 def write_summary_json(run: RunResult, path: Path) -> None:
     path.write_text(json.dumps(run.to_json(), indent=2) + "\n")
 
@@ -88,6 +109,7 @@ def terminal_summary(run: RunResult) -> str:
                 detail = " ".join(f"{k}={v}" for k, v in counts.items()
                                   if k not in ("rounds", "ms"))
                 lines.append(f"                  {name}:{rounds} {detail}{took}")
+    lines += checkpoint_lines(run)
     for key, value in run.info.items():
         if key.startswith("reproduce:") and isinstance(value, dict):
             lines.append(f"  {value.get('line', '')}")

@@ -46,6 +46,8 @@ class TestResult:
     outcomes: dict[str, int] = field(default_factory=dict)
     # the same per sub-scenario, with "rounds" and "ms" where the test gave them
     scenarios: dict[str, dict[str, int]] = field(default_factory=dict)
+    # a checkpoint scenario's dump figures (uringcr's report, CRIU's names): "checkpoint"
+    checkpoint: dict[str, int] = field(default_factory=dict)
 
     @property
     def full_name(self) -> str:

@@ -69,6 +69,12 @@ def scenario_counts(case: GuestResult | None) -> dict[str, dict[str, int]]:
     return {str(k): _counts(v) for k, v in data.items() if isinstance(v, dict)}
 
 
+def checkpoint_figures(case: GuestResult | None) -> dict[str, int]:
+    """The "checkpoint" property: uringcr's dump statistics (freezing_time_us, ...)."""
+    data = _json_property(case, "checkpoint")
+    return {"unparsable": 1} if data == "" else _counts(data)
+
+
 def _last_or_failed(records: list[GuestResult]) -> dict[str, GuestResult]:
     """One record per test (by its marker id): the last round's, or the first
     round in which it did not pass (reproduce mode runs tests in rounds)."""
@@ -150,7 +156,8 @@ def judge_boot(suite: Suite, guest_results: list[GuestResult], scan: ScanResult,
                                   seconds=seconds, findings=titles,
                                   expected=[k.value for k in expected],
                                   outcomes=outcome_counts(case),
-                                  scenarios=scenario_counts(case)))
+                                  scenarios=scenario_counts(case),
+                                  checkpoint=checkpoint_figures(case)))
 
     outside = [(f, n) for f, n in deduped if f.test is None]
     stray = []

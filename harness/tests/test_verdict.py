@@ -191,3 +191,29 @@ def test_reproduce_rounds_keep_the_round_that_failed() -> None:
 def test_exact_nodeids_meet_their_mangled_windows() -> None:
     res, _ = judge_boot(MAIN, [passed("t.py::a[x y]")], scan([window("t.py::a[x_y]")], []), vm())
     assert [(r.name, r.status) for r in res] == [("t.py::a[x_y]", Status.PASS)]
+
+
+def test_checkpoint_figures_reach_the_report_and_summary() -> None:
+    from harness.report import terminal_summary
+    from harness.results import RunResult
+    figures = ('{"freezing_time_us": 17572, "frozen_time_us": 384875, "drain_time_us": 8129,'
+               ' "dump_time_us": 1085113, "bytes_written": 5364463, "pages_written": 1309,'
+               ' "edeadlk_retries": 2}')
+    case = GuestResult(nodeid="test_uringcr.py::test_dump_buffers", outcome="passed", message="",
+                       seconds=3.0, properties={"checkpoint": figures})
+    res, _ = judge_boot(MAIN, [case], scan([window("test_uringcr.py::test_dump_buffers")], []),
+                        vm())
+    assert res[0].checkpoint["pages_written"] == 1309
+    run = RunResult(results_dir="r")
+    run.tests += res
+    text = terminal_summary(run)
+    assert ("checkpoint    test_uringcr.py::test_dump_buffers: freezing 17.6 ms, frozen 384.9 ms,"
+            " dump 1085.1 ms, 5364463 bytes, 1309 pages, 2 EDEADLK retries -> pass") in text
+    assert run.to_json()["tests"][0]["checkpoint"]["frozen_time_us"] == 384875
+
+
+def test_unparsable_checkpoint_figures_say_so() -> None:
+    case = GuestResult(nodeid="t.py::c", outcome="passed", message="", seconds=1.0,
+                       properties={"checkpoint": "{not json"})
+    res, _ = judge_boot(MAIN, [case], scan([window("t.py::c")], []), vm())
+    assert res[0].checkpoint == {"unparsable": 1}
