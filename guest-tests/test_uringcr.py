@@ -7,8 +7,10 @@ its ring is exactly as it left it and still works (uringcr_run.Owner.go).
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -331,3 +333,220 @@ def test_fuzz_images(helpers: Helpers, ucr: Uringcr, owners: list[Owner], tmp_pa
         assert int(line.group(2)) > 0 and int(line.group(4)) > 0, line.group(0)
         record_property(f"fuzz_{name}_seconds", round(time.monotonic() - t0, 2))
         record_property(f"fuzz_{name}", line.group(0))
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+@pytest.fixture
+def own_cgroup(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A cgroup v2 of its own for an owner (cgroup2 mounted first if it is not)."""
+    if not (CGROUP_ROOT / "cgroup.controllers").exists():
+        subprocess.run(["mount", "-t", "cgroup2", "none", str(CGROUP_ROOT)], check=True)
+    group = CGROUP_ROOT / f"uringcr-test-{os.getpid()}-{request.node.name}".replace("[", "-") \
+        .replace("]", "")
+    group.mkdir()
+    try:
+        yield group
+    finally:
+        (group / "cgroup.freeze").write_text("0")
+        for pid in (group / "cgroup.procs").read_text().split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while (group / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        group.rmdir()
+
+
+@pytest.mark.parametrize("freeze", ["sigstop", "cgroup"])
+def test_busy_ring(freeze: str, helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                   tmp_path: Path, record_property: Any, request: pytest.FixtureRequest) -> None:
+    """Threads submitting while the ring is frozen and dumped: every image is
+    consistent, and afterwards not one NOP is lost or doubled."""
+    owner = owner_of(helpers, owners, "cr_busy")
+    fd = int(owner.one("ring")["fd"])
+    if freeze == "cgroup":
+        group: Path = request.getfixturevalue("own_cgroup")
+        (group / "cgroup.procs").write_text(str(owner.pid))
+    retries = 0
+    for i in range(3):
+        image = tmp_path / f"image{i}"
+        _, report = ucr.dump(owner, image, "--freeze", freeze, label=f"dump-{freeze}")
+        retries += report["stats"]["edeadlk_retries"]
+        ring = the_ring(ucr.show(image), fd)
+        mem, kernel = ring["memory"], ring["kernel"]
+        assert mem["sq_head"] == kernel["cached_sq_head"] == mem["sq_tail"], \
+            "a thread was frozen with SQEs published and not submitted"
+        assert mem["cq_tail"] == kernel["cached_cq_tail"]
+        assert mem["cq_tail"] - mem["cq_head"] <= 4, "more CQEs pending than one batch"
+        assert all(c["user_data"] >> 32 < 2 and c["res"] == 0 for c in ring["cqes_pending"])
+        if freeze == "cgroup":
+            assert (group / "cgroup.freeze").read_text().strip() == "0"
+        assert owner.wait_state(False, 5 * helpers.timeout_scale) != "T"
+        if i == 0:
+            record_stats(record_property, report)
+    record_property("edeadlk_retries", retries)
+    out = owner.go(helpers.budget.remaining())
+    assert "BAD" not in out
+
+
+def test_held_lock_fails_the_dump_in_time(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                                          tmp_path: Path, record_property: Any) -> None:
+    """A uring_lock that stays held (another process stalled in io_uring_register()):
+    every read answers EDEADLK, the dump fails within --lock-timeout naming the lock."""
+    owner = owner_of(helpers, owners, "cr_held")
+    lock_ms = int(1000 * helpers.timeout_scale)
+    finished, report = ucr.dump(owner, tmp_path / "image", "--lock-timeout", str(lock_ms),
+                                want=UCR_FAILED)
+    assert "uring_lock stayed held" in finished.output, finished.describe()
+    assert report["stats"]["edeadlk_retries"] > 0, report
+    record_stats(record_property, report)
+    # bounded: the lock timeout plus start-up, never a hang
+    assert finished.seconds < lock_ms / 1000 + 30 * helpers.timeout_scale
+    assert not (tmp_path / "image").exists()
+    assert owner.wait_state(False, 5 * helpers.timeout_scale) != "T"
+    owner.go(helpers.budget.remaining())
+
+
+MUTUAL = re.compile(r"^mutual ret=(-?\d+) took_ms=(\d+) msg=(.*)$", re.M)
+
+
+def test_mutual_dumps(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                      tmp_path: Path, record_property: Any) -> None:
+    """Two ring owners dumping each other at once: each finishes or fails cleanly,
+    neither is left stopped, every image written is whole."""
+    a = owner_of(helpers, owners, "cr_mutual")
+    b = owner_of(helpers, owners, "cr_mutual")
+    dirs = {a.pid: tmp_path / "by-a", b.pid: tmp_path / "by-b"}
+    a.send_go(f"{b.pid} {dirs[a.pid]}")
+    b.send_go(f"{a.pid} {dirs[b.pid]}")
+    outcomes = {}
+    for owner in (a, b):
+        out = owner.go(helpers.budget.remaining())
+        m = MUTUAL.search(out)
+        assert m, out
+        ret, msg = int(m.group(1)), m.group(3)
+        image = dirs[owner.pid]
+        if ret == 0:
+            ucr.show(image)
+            outcomes[owner.pid] = "dumped"
+        else:
+            assert msg and not image.exists(), out
+            outcomes[owner.pid] = "failed cleanly"
+    record_property("outcomes", json.dumps({
+        "dumped": sum(v == "dumped" for v in outcomes.values()),
+        "failed_cleanly": sum(v != "dumped" for v in outcomes.values())}))
+
+
+FDINFO_FILE = re.compile(r"^\s*(\d+): (\S+)$")
+FDINFO_BUF = re.compile(r"^\s*(\d+): 0x([0-9a-f]+)/(\d+)$")
+
+
+def _fdinfo_tables(pid: int, fd: int, timeout: float) -> tuple[dict[int, str], dict[int, tuple[int, int]]]:
+    """The file and buffer tables of a ring's fdinfo: fdinfo drops its lists when
+    it loses a trylock of uring_lock, so it is read until they are whole."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+        files: dict[int, str] = {}
+        bufs: dict[int, tuple[int, int]] = {}
+        section = ""
+        nr_files = nr_bufs = -1
+        for line in text.splitlines():
+            if line.startswith("UserFiles:"):
+                section, nr_files = "files", int(line.split()[1])
+            elif line.startswith("UserBufs:"):
+                section, nr_bufs = "bufs", int(line.split()[1])
+            elif not line.startswith(" "):
+                section = ""
+            elif section == "files" and (m := FDINFO_FILE.match(line)):
+                files[int(m.group(1))] = m.group(2)
+            elif section == "bufs" and (m := FDINFO_BUF.match(line)):
+                bufs[int(m.group(1))] = (int(m.group(2), 16), int(m.group(3)))
+        if len(files) == nr_files and len(bufs) == nr_bufs:
+            return files, bufs
+        if time.monotonic() > deadline:
+            pytest.fail(f"fdinfo never showed whole tables:\n{text}", pytrace=False)
+        time.sleep(0.01)
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if int(text[text.rindex(")") + 2:].split()[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _ring_fds(pid: int) -> list[int]:
+    fds = []
+    for link in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if os.readlink(link) == "anon_inode:[io_uring]":
+                fds.append(int(link.name))
+        except OSError:
+            pass
+    return fds
+
+
+def test_dump_fio(helpers: Helpers, ucr: Uringcr, tmp_path: Path, record_property: Any) -> None:
+    """A program this project did not write: fio's io_uring engine with registered
+    files and fixed buffers, dumped while it runs, checked against /proc and fdinfo."""
+    fio = shutil.which("fio")
+    if fio is None:
+        pytest.fail("fio is missing: `make setup` installs it (harness/deps.py)", pytrace=False)
+    data = Path(f"/dev/shm/uringcr-fio-{os.getpid()}")
+    log = tmp_path / "fio.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([fio, "--name=ucr", "--ioengine=io_uring", f"--filename={data}",
+                                 "--size=1M", "--bs=4k", "--rw=randread", "--iodepth=4",
+                                 "--registerfiles=1", "--fixedbufs=1", "--time_based",
+                                 f"--runtime={int(300 * helpers.timeout_scale)}"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30 * helpers.timeout_scale
+        job, fds = 0, list[int]()
+        while not fds:
+            for pid in [proc.pid, *_children(proc.pid)]:
+                try:
+                    fds = _ring_fds(pid)
+                except OSError:
+                    fds = []
+                if fds:
+                    job = pid
+                    break
+            if not fds:
+                assert proc.poll() is None, f"fio exited:\n{log.read_text()}"
+                assert time.monotonic() < deadline, f"fio never set up a ring:\n{log.read_text()}"
+                time.sleep(0.1)
+        assert len(fds) == 1, f"fio's job has rings at {fds}"
+        files, bufs = _fdinfo_tables(job, fds[0], 10 * helpers.timeout_scale)
+        image = tmp_path / "image"
+        finished = ucr.run("dump", "--pid", str(job), "-o", image, "--json", label="dump-fio")
+        assert finished.returncode == UCR_OK, finished.describe()
+        record_stats(record_property, ucr.json_of(finished))
+        assert proc_state(job) != "T", "fio's job was left stopped"
+        ring = the_ring(ucr.show(image), fds[0])
+        got_files = {f["slot"]: f for f in ring["files"]["used"]}
+        assert {s: Path(f["path"]).name for s, f in got_files.items()} == files
+        assert got_files[0]["path"] == str(data)
+        st = data.stat()
+        assert got_files[0]["ino"] == st.st_ino
+        got_bufs = {b["slot"]: (b["addr"], b["len"]) for b in ring["buffers"]["used"]}
+        assert got_bufs == bufs and len(bufs) >= 4, (got_bufs, bufs)
+        assert proc.poll() is None, "fio did not survive the dump"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30 * helpers.timeout_scale)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        data.unlink(missing_ok=True)

@@ -84,17 +84,23 @@ class Owner:
             time.sleep(pause)
             pause = min(pause * 2, 0.2)
 
-    def go(self, timeout: float) -> str:
-        """Lets the owner finish; fails the test unless it passed. Its output."""
+    def send_go(self, args: str = "") -> None:
+        """Writes "go [args]" to the owner (it starts its continuation)."""
         proc = self.started.proc
         assert proc.stdin is not None
-        state = self.state()
-        assert state != "T", f"owner {self.pid} was left stopped after the dump"
         try:
-            proc.stdin.write(b"go\n")
+            proc.stdin.write(f"go {args}\n".encode() if args else b"go\n")
             proc.stdin.close()
         except BrokenPipeError:
             pass
+
+    def go(self, timeout: float, args: str = "") -> str:
+        """Lets the owner finish; fails the test unless it passed. Its output."""
+        proc = self.started.proc
+        state = self.state()
+        assert state != "T", f"owner {self.pid} was left stopped after the dump"
+        if proc.stdin is not None and not proc.stdin.closed:
+            self.send_go(args)
         try:
             code = proc.wait(timeout)
         except Exception:
@@ -160,13 +166,15 @@ class Uringcr:
 
     def dump(self, owner: Owner, image: Path, *extra: str, label: str = "dump",
              want: int = UCR_OK) -> tuple[Finished, dict[str, Any]]:
-        """uringcr dump --json of @owner into @image; fails unless it exits @want."""
+        """uringcr dump --json of @owner into @image; fails unless it exits @want.
+        The report, when uringcr printed one (it does once it found the rings)."""
         finished = self.run("dump", "--pid", str(owner.pid), "-o", image, "--json", *extra,
                             label=label)
         if finished.returncode != want:
             pytest.fail(f"uringcr dump exited {finished.returncode}, not {want}\n"
                         f"{finished.describe()}", pytrace=False)
-        report = self.json_of(finished) if want in (UCR_OK, UCR_REFUSED) else {}
+        has_json = any(line.startswith("{") for line in finished.lines)
+        report = self.json_of(finished) if want in (UCR_OK, UCR_REFUSED) or has_json else {}
         return finished, report
 
     def check(self, owner: Owner, *extra: str, want: int) -> dict[str, Any]:

@@ -54,6 +54,9 @@ PACKAGES: tuple[Package, ...] = (
     Package("udev", "vng reads the guest's exit status through a virtio port "
                     "that needs udev; without it every run returns 255"),
     Package("python3-venv", "the harness venv"),
+    Package("zlib1g-dev", "uringcr's image checksums (crc32)"),
+    Package("fio", "a program this project did not write, for uringcr to dump "
+            "(guest-tests/test_uringcr.py::test_dump_fio)"),
     Package("openssh-server", "the kept-alive guest (make guest): the guest runs the host's "
                               "/usr/sbin/sshd; the host's own sshd need not run"),
     Package("rsync", "virtme-ng"),

@@ -15,18 +15,28 @@
 #include "owner.h"
 #include "ring.h"
 
-int owner_wait(void)
+int owner_wait_args(char *args, size_t size)
 {
-	char line[64];
+	char line[512];
 
 	printf("owner ready pid=%d\n", getpid());
 	fflush(stdout);
 	while (fgets(line, sizeof(line), stdin)) {
-		if (!strcmp(line, "go\n"))
+		line[strcspn(line, "\n")] = '\0';
+		if (!strcmp(line, "go") || !strncmp(line, "go ", 3)) {
+			snprintf(args, size, "%s", line[2] ? line + 3 : "");
 			return 0;
+		}
 	}
 	t_diag("stdin closed before go");
 	return -1;
+}
+
+int owner_wait(void)
+{
+	char args[8];
+
+	return owner_wait_args(args, sizeof(args));
 }
 
 void expect(const char *what, const char *fmt, ...)

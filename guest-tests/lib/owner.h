@@ -17,6 +17,8 @@
 
 /* "owner ready pid=<pid>", flushed; then blocks until "go" (0) or EOF (-1). */
 int owner_wait(void);
+/* owner_wait() for "go <args>": the args (without the newline) in @args */
+int owner_wait_args(char *args, size_t size);
 
 /* "expect <what> key=value ...": printf() with the prefix and a newline */
 void expect(const char *what, const char *fmt, ...)

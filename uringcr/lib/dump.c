@@ -697,6 +697,10 @@ static int run(struct dumper *d, const char *dir)
 	}
 	/* resume first, then report; a failed resume beats every other error */
 	r2 = ucr_thaw(&d->fz, ret ? NULL : d->err);
+	if (!ret && !r2 && ucr_freeze_broken(&d->fz))
+		ret = ucr_errf(d->err, -EAGAIN,
+			       "process %d: uringcr itself was stopped for over half a second while it held the freeze (another dumper or a debugger stopped it), so its guardian resumed the process: what was read may not be consistent; nothing was written, dump again",
+			       o->pid);
 	if (r2 && ret)
 		ucr_errf(d->err, r2, "process %d could not be resumed (%s) after: %s", o->pid,
 			 strerror(-r2), d->err->msg);
@@ -729,7 +733,9 @@ static int collect(const struct ucr_opts *o, const char *dir, struct ucr_report 
 	err->code = 0;
 	err->msg[0] = '\0';
 	d.t.pidfd = -1;
+	ucr_freezer_init(&d.fz);
 	ret = run(&d, dir);
+	ucr_freezer_fini(&d.fz);
 	rep->stats.dump_us = ucr_now_us() - t0;
 	for (i = 0; d.fds && i < d.nr; i++)
 		if (d.fds[i] >= 0)

@@ -14,7 +14,12 @@
  *
  * A guardian process, forked before the freeze, holds a pipe from the
  * dumper: if the dumper dies before it thaws (SIGKILL included), the
- * guardian reads EOF and thaws the process itself.
+ * guardian reads EOF and thaws the process itself. It also watches the
+ * dumper: a dumper that is itself stopped for STUCK_MS (another dumper or
+ * a debugger froze it; two dumpers freezing each other would otherwise
+ * stay stopped for ever) gets its freeze lifted, and the dumper, once it
+ * runs again, fails instead of writing an image of a running process
+ * (ucr_freeze_broken()).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -23,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -32,6 +38,7 @@
 #include "target.h"
 
 #define STOP_WAIT_MS	10000
+#define STUCK_MS	500
 
 static int send_sig(int pidfd, int sig)
 {
@@ -163,15 +170,55 @@ static int do_thaw(struct ucr_freezer *f)
 	return 0;
 }
 
-/* The guardian: thaws unless the dumper says it did (one byte) first. */
-static void guardian(struct ucr_freezer *f, int rfd)
+/* 1: process @pid is stopped (job control or ptrace), 0: not, -1: gone */
+static int is_stopped(pid_t pid)
 {
+	char path[64], buf[512], *p;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if (read_small(path, buf, sizeof(buf)))
+		return -1;
+	p = strrchr(buf, ')');
+	if (!p || p[1] != ' ')
+		return -1;
+	return p[2] == 'T' || p[2] == 't';
+}
+
+/*
+ * The guardian: thaws unless the dumper says it did ('T') first; lifts the
+ * freeze and tells the dumper ('B' on @bfd) when the dumper stays stopped.
+ */
+static void guardian(struct ucr_freezer *f, int rfd, int bfd, pid_t dumper)
+{
+	struct pollfd pfd = { .fd = rfd, .events = POLLIN };
+	uint64_t stopped_since = 0;
+	bool lifted = false;
 	char c;
 	ssize_t n;
 
 	signal(SIGINT, SIG_IGN);
 	signal(SIGTERM, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
+	for (;;) {
+		int ret = poll(&pfd, 1, 50);
+
+		if (ret < 0 && errno == EINTR)
+			continue;
+		if (ret > 0)
+			break;
+		if (lifted || is_stopped(dumper) != 1) {
+			stopped_since = 0;
+			continue;
+		}
+		if (!stopped_since) {
+			stopped_since = ucr_now_us();
+		} else if (ucr_now_us() - stopped_since > STUCK_MS * 1000ULL) {
+			do_thaw(f);
+			lifted = true;
+			n = write(bfd, "B", 1);
+			(void)n;
+		}
+	}
 	do {
 		n = read(rfd, &c, 1);
 	} while (n < 0 && errno == EINTR);
@@ -181,26 +228,50 @@ static void guardian(struct ucr_freezer *f, int rfd)
 	_exit(0);
 }
 
+bool ucr_freeze_broken(struct ucr_freezer *f)
+{
+	char c;
+
+	if (f->broken)
+		return true;
+	if (f->broken_fd >= 0 && read(f->broken_fd, &c, 1) == 1)
+		f->broken = true;
+	return f->broken;
+}
+
 static int start_guardian(struct ucr_freezer *f, struct ucr_err *err)
 {
-	int p[2];
-	pid_t child;
+	pid_t child, dumper = getpid();
+	int p[2], b[2];
 
 	if (pipe2(p, O_CLOEXEC))
 		return ucr_errf(err, -errno, "pipe: %s", strerror(errno));
+	if (pipe2(b, O_CLOEXEC | O_NONBLOCK)) {
+		close(p[0]);
+		close(p[1]);
+		return ucr_errf(err, -errno, "pipe: %s", strerror(errno));
+	}
 	child = fork();
 	if (child < 0) {
 		close(p[0]);
 		close(p[1]);
+		close(b[0]);
+		close(b[1]);
 		return ucr_errf(err, -errno, "fork of the guardian: %s", strerror(errno));
 	}
 	if (!child) {
 		close(p[1]);
-		guardian(f, p[0]);
+		close(b[0]);
+		guardian(f, p[0], b[1], dumper);
 	}
 	close(p[0]);
+	close(b[1]);
 	f->guardian = child;
 	f->guard_fd = p[1];
+	/* a broken freeze stays broken across the drain's thaw and refreeze */
+	if (f->broken_fd >= 0)
+		close(f->broken_fd);
+	f->broken_fd = b[0];
 	return 0;
 }
 
@@ -217,6 +288,7 @@ static void stop_guardian(struct ucr_freezer *f, bool thawed)
 	close(f->guard_fd);
 	waitpid(f->guardian, NULL, 0);
 	f->guardian = 0;
+	ucr_freeze_broken(f);
 }
 
 int ucr_freeze(struct ucr_freezer *f, struct ucr_target *t, enum ucr_freeze mode,
@@ -226,7 +298,13 @@ int ucr_freeze(struct ucr_freezer *f, struct ucr_target *t, enum ucr_freeze mode
 	char self[4096], path[4200], buf[16];
 	uint64_t deadline;
 
+	bool broken = f->broken;
+	int broken_fd = f->broken_fd;
+
+	/* a refreeze (the drain) keeps what the guardian said */
 	memset(f, 0, sizeof(*f));
+	f->broken = broken;
+	f->broken_fd = broken_fd;
 	f->mode = mode;
 	f->pid = t->pid;
 	f->pidfd = t->pidfd;
@@ -318,4 +396,18 @@ int ucr_thaw(struct ucr_freezer *f, struct ucr_err *err)
 	if (ret)
 		return ucr_errf(err, ret, "process %d: resuming it: %s", f->pid, strerror(-ret));
 	return 0;
+}
+
+void ucr_freezer_init(struct ucr_freezer *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->guard_fd = -1;
+	f->broken_fd = -1;
+}
+
+void ucr_freezer_fini(struct ucr_freezer *f)
+{
+	if (f->broken_fd >= 0)
+		close(f->broken_fd);
+	f->broken_fd = -1;
 }

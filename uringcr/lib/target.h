@@ -43,6 +43,8 @@ struct ucr_freezer {
 	char cgroup[4096];	/* UCR_FREEZE_CGROUP: its directory */
 	pid_t guardian;
 	int guard_fd;
+	int broken_fd;		/* the guardian says 'B': the freeze was lifted */
+	bool broken;
 	uint64_t t_request, t_frozen;
 };
 
@@ -53,6 +55,14 @@ struct ucr_freezer {
  */
 int ucr_freeze(struct ucr_freezer *f, struct ucr_target *t, enum ucr_freeze mode,
 	       struct ucr_err *err);
+/*
+ * True once the guardian lifted the freeze because the dumper itself was
+ * stopped too long: what was read since may not be consistent.
+ */
+bool ucr_freeze_broken(struct ucr_freezer *f);
+void ucr_freezer_init(struct ucr_freezer *f);
+void ucr_freezer_fini(struct ucr_freezer *f);
+
 /* Leaves the process as it was before ucr_freeze(); 0 or -errno. */
 int ucr_thaw(struct ucr_freezer *f, struct ucr_err *err);
 

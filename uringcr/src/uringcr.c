@@ -180,6 +180,9 @@ static int cmd_dump(int argc, char **argv, bool dump)
 	}
 	ret = dump ? ucr_dump(&o, dir, &rep, &err) : ucr_check(&o, &rep, &err);
 	if (ret && ret != -EOPNOTSUPP) {
+		/* the figures of a dump that got as far as the rings (retries, times) */
+		if (rep.nr_rings)
+			ucr_report_show(&rep, stdout, json);
 		fprintf(stderr, "uringcr: %s\n", err.msg);
 		return 1;
 	}
