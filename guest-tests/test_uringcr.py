@@ -378,8 +378,9 @@ def test_busy_ring(freeze: str, helpers: Helpers, ucr: Uringcr, owners: list[Own
         retries += report["stats"]["edeadlk_retries"]
         ring = the_ring(ucr.show(image), fd)
         mem, kernel = ring["memory"], ring["kernel"]
-        assert mem["sq_head"] == kernel["cached_sq_head"] == mem["sq_tail"], \
-            "a thread was frozen with SQEs published and not submitted"
+        assert mem["sq_head"] == kernel["cached_sq_head"]
+        # a thread may be frozen between publishing a batch and entering the kernel
+        assert mem["sq_tail"] - mem["sq_head"] <= 4, "more SQEs published than one batch"
         assert mem["cq_tail"] == kernel["cached_cq_tail"]
         assert mem["cq_tail"] - mem["cq_head"] <= 4, "more CQEs pending than one batch"
         assert all(c["user_data"] >> 32 < 2 and c["res"] == 0 for c in ring["cqes_pending"])
