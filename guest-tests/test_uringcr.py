@@ -551,3 +551,28 @@ def test_dump_fio(helpers: Helpers, ucr: Uringcr, tmp_path: Path, record_propert
             proc.kill()
             proc.wait(10)
         data.unlink(missing_ok=True)
+
+
+def test_dump_many(helpers: Helpers, ucr: Uringcr, owners: list[Owner], tmp_path: Path,
+                   record_property: Any) -> None:
+    """16384 buffers (IORING_MAX_REG_BUFFERS) and 65536 file slots in one ring."""
+    owner = owner_of(helpers, owners, "cr_many")
+    want_ring, bufs, files = owner.one("ring"), owner.one("bufs"), owner.one("files")
+    _, report = ucr.dump(owner, tmp_path / "image")
+    record_stats(record_property, report)
+    ring = the_ring(ucr.show(tmp_path / "image", keep=False), int(want_ring["fd"]))
+    used = ring["buffers"]["used"]
+    assert ring["buffers"]["slots"] == bufs["slots"] and len(used) == bufs["used"]
+    assert sum(b["addr"] for b in used) == bufs["sum_addr"]
+    assert sum(b["len"] for b in used) == bufs["sum_len"]
+    crc = 0
+    for b in used:
+        crc = zlib.crc32((tmp_path / "image" / b["part"]).read_bytes(), crc)
+    assert crc == bufs["crc32"], "the contents, in slot order"
+    fused = ring["files"]["used"]
+    assert ring["files"]["slots"] == files["slots"] and len(fused) == files["used"]
+    by_path = {p: sum(f["path"] == p for f in fused) for p in ("/dev/null", "/dev/zero", "/dev/full")}
+    assert by_path == {"/dev/null": files["null"], "/dev/zero": files["zero"],
+                       "/dev/full": files["full"]}
+    assert all(f["slot"] % 3 != 1 for f in fused)
+    owner.go(helpers.budget.remaining())

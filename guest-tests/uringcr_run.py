@@ -184,8 +184,11 @@ class Uringcr:
                         f"{finished.describe()}", pytrace=False)
         return self.json_of(finished)
 
-    def show(self, image: Path) -> dict[str, Any]:
-        finished = self.run("show", image, "--json", label="show")
+    def show(self, image: Path, keep: bool = True) -> dict[str, Any]:
+        """uringcr show --json; its output kept with the results unless @keep is False
+        (the big tables' JSON is megabytes)."""
+        finished = self.helpers.command([self.exe, "show", str(image), "--json"],
+                                        label="show" if keep else None)
         if finished.returncode != UCR_OK:
             pytest.fail(f"uringcr show failed\n{finished.describe()}", pytrace=False)
         return self.json_of(finished)

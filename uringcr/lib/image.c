@@ -130,7 +130,7 @@ int ucr_w_part_close(struct ucr_writer *w, struct ucr_err *err)
 {
 	int ret = 0;
 
-	if (fsync(w->fd) || close(w->fd))
+	if (close(w->fd))
 		ret = ucr_errf(err, -errno, "closing image part %s: %s", w->cur, strerror(errno));
 	w->fd = -1;
 	if (!ret)
@@ -300,8 +300,9 @@ int ucr_w_commit(struct ucr_writer *w, const struct ucr_image *img,
 		ret = ucr_w_part_write(w, t.buf, t.len, err);
 	free(t.buf);
 	if (w->fd >= 0) {
-		if (fsync(w->fd) && !ret)
-			ret = ucr_errf(err, -errno, "fsync manifest: %s", strerror(errno));
+		/* every part on disk before the directory gets its name */
+		if (syncfs(w->fd) && !ret)
+			ret = ucr_errf(err, -errno, "syncfs of %s: %s", w->tmp, strerror(errno));
 		close(w->fd);
 		w->fd = -1;
 	}
@@ -352,14 +353,18 @@ static int bad(struct reader *rd, const char *part, unsigned int line,
 			rd->dir, part, what, UCR_IMAGE_VERSION);
 }
 
+static int cmp_part(const void *a, const void *b)
+{
+	return strcmp(((const struct rpart *)a)->name, ((const struct rpart *)b)->name);
+}
+
+/* rd->parts is sorted by name once the manifest is read (parse_manifest()) */
 static struct rpart *find_part(struct reader *rd, const char *name)
 {
-	unsigned int i;
+	struct rpart key;
 
-	for (i = 0; i < rd->nr_parts; i++)
-		if (!strcmp(rd->parts[i].name, name))
-			return &rd->parts[i];
-	return NULL;
+	snprintf(key.name, sizeof(key.name), "%s", name);
+	return bsearch(&key, rd->parts, rd->nr_parts, sizeof(*rd->parts), cmp_part);
 }
 
 /* Reads part @name whole after checking its size and CRC; NULL on error. */
@@ -852,8 +857,6 @@ static int parse_manifest(struct reader *rd, char *text, size_t len,
 		if (!name || !*name || strlen(name) >= sizeof(p->name) ||
 		    strchr(name, '/') || name[0] == '.' || !strcmp(name, MANIFEST))
 			return bad(rd, part, line, "a part name that is not a plain file name");
-		if (find_part(rd, name))
-			return bad(rd, part, line, "a part listed twice");
 		snprintf(p->name, sizeof(p->name), "%s", name);
 		if (ucr_kv_u64(&kv, "size", 0, UINT64_MAX, &p->size) ||
 		    ucr_kv_u64(&kv, "crc32", 0, UINT32_MAX, &v))
@@ -865,6 +868,10 @@ static int parse_manifest(struct reader *rd, char *text, size_t len,
 	}
 	if (l.next && *l.next)
 		return bad(rd, part, l.no + 1, "a line without its newline");
+	qsort(rd->parts, rd->nr_parts, sizeof(*rd->parts), cmp_part);
+	for (unsigned int i = 1; i < rd->nr_parts; i++)
+		if (!strcmp(rd->parts[i - 1].name, rd->parts[i].name))
+			return bad(rd, rd->parts[i].name, 0, "listed twice in the manifest");
 	return 0;
 }
 
