@@ -224,7 +224,7 @@ def test_drain_timeout_fails_and_names_the_request(helpers: Helpers, ucr: Uringc
     owner.go(helpers.budget.remaining())
 
 
-REFUSALS = ["iopoll", "attach-wq", "restrictions", "eventfd", "pbuf", "personality", "socket",
+REFUSALS = ["iopoll", "attach-wq", "restrictions", "eventfd", "pbuf", "socket",
             "pipe", "unlinked", "unmapped", "shared", "overflow"]
 
 
@@ -575,4 +575,39 @@ def test_dump_many(helpers: Helpers, ucr: Uringcr, owners: list[Owner], tmp_path
     assert by_path == {"/dev/null": files["null"], "/dev/zero": files["zero"],
                        "/dev/full": files["full"]}
     assert all(f["slot"] % 3 != 1 for f in fused)
+    owner.go(helpers.budget.remaining())
+
+
+def _id_list(value: int | str) -> list[int]:
+    return [] if value == "-" else [int(x) for x in str(value).split(",")]
+
+
+def test_dump_personalities(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                            tmp_path: Path, record_property: Any) -> None:
+    """Personalities by id, with their credentials (one registered by a thread with
+    other ids, one unregistered again), checked against fdinfo."""
+    owner = owner_of(helpers, owners, "cr_pers")
+    want_ring = owner.one("ring")
+    fd = int(want_ring["fd"])
+    info = Path(f"/proc/{owner.pid}/fdinfo/{fd}").read_text()
+    _, report = ucr.dump(owner, tmp_path / "image")
+    record_stats(record_property, report)
+    ring = the_ring(ucr.show(tmp_path / "image"), fd)
+    pers = ring["personalities"]
+    table = owner.one("personalities")
+    assert pers["next"] == table["next"] and len(pers["used"]) == table["used"]
+    got = {p["id"]: p for p in pers["used"]}
+    for want in owner.expect("pers"):
+        p = got[int(want["id"])]
+        assert p["uids"] == _id_list(want["uids"]), p
+        assert p["gids"] == _id_list(want["gids"]), p
+        assert p["groups"] == _id_list(want["groups"]), p
+    assert got[3]["cap_effective"] == 0 and got[1]["cap_effective"] != 0
+    # fdinfo (when it won its trylock) lists the same ids and CapEff
+    if "Personalities:" in info:
+        fd_ids = [int(line) for line in info.splitlines() if line.strip().isdigit()]
+        assert fd_ids == sorted(got), info
+        caps = [int(line.split()[1], 16) for line in info.splitlines()
+                if line.strip().startswith("CapEff:")]
+        assert caps == [got[i]["cap_effective"] for i in sorted(got)]
     owner.go(helpers.budget.remaining())

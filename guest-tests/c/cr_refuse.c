@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Description: one ring with one thing uringcr's image cannot carry yet,
- * named by argv[1]; "expect refusal name=<name>" gives the refusal uringcr
+ * named by argv[1] (personalities are carried now: cr_pers.c); "expect refusal name=<name>" gives the refusal uringcr
  * must report for it (uringcr check lists it, uringcr dump fails on it and
  * writes nothing). After "go" the ring still works.
  * test_uringcr.py::test_refusal runs every kind.
@@ -85,8 +85,6 @@ static int setup(const char *kind)
 		io_uring_prep_provide_buffers(sqe, mem, 512, 4, 1, 0);
 		return ring_submit_wait(&ring, &ret) ? -1 : ret;
 	}
-	if (!strcmp(kind, "personality"))
-		return io_uring_register_personality(&ring) > 0 ? 0 : -1;
 	if (!strcmp(kind, "socket")) {
 		if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds))
 			return -1;
@@ -137,7 +135,7 @@ static const char *refusal(const char *kind)
 	static const char *const names[][2] = {
 		{ "iopoll", "iopoll" }, { "attach-wq", "attach-wq" },
 		{ "restrictions", "restrictions" }, { "eventfd", "eventfd" },
-		{ "pbuf", "provided-buffers" }, { "personality", "personalities" },
+		{ "pbuf", "provided-buffers" },
 		{ "socket", "file-unopenable" }, { "pipe", "file-unopenable" },
 		{ "unlinked", "file-unlinked" }, { "unmapped", "buffer-unmapped" },
 		{ "shared", "buffer-shared" }, { "overflow", "cq-overflow" },

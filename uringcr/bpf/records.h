@@ -16,9 +16,12 @@ enum ucr_rec_kind {
 	UCR_REC_BVEC = 0x42564543,	/* "BVEC": one bio_vec of a buffer */
 	UCR_REC_FILE = 0x46494c45,	/* "FILE": one registered file */
 	UCR_REC_TREG = 0x54524547,	/* "TREG": a task's registered ring */
+	UCR_REC_PERS = 0x50455253,	/* "PERS": a registered personality */
 };
 
 #define UCR_PATH_MAX	256
+#define UCR_GROUPS_MAX	32	/* supplementary groups a personality record holds */
+#define UCR_PERS_IDS	64	/* ids the walk sees: one xarray node */
 
 /*
  * A ring as its iterator's final call sees it, with ->uring_lock held
@@ -44,6 +47,7 @@ struct ucr_ring_rec {
 	__s32 clockid;
 	__u32 clock_offset;		/* enum tk_offsets */
 	__u32 has_personalities;	/* ctx->personalities not empty */
+	__u32 pers_deep;		/* ids beyond the first node: not walked */
 	__u32 pers_next;
 	__u32 has_pbufs;		/* ctx->io_bl_xa not empty */
 	__u32 overflow;			/* CQEs waiting on cq_overflow_list */
@@ -64,7 +68,6 @@ struct ucr_ring_rec {
 	__u32 off_cq_flags;
 	__u32 off_cq_overflow;
 	__u32 off_cqes;
-	__u32 pad;
 	__u64 ring_id;			/* the io_ring_ctx's address: identity only */
 	__u64 sqd_id;			/* its io_sq_data (ATTACH_WQ shares one) */
 	__u64 jiffies;			/* bpf_jiffies64() and */
@@ -105,6 +108,28 @@ struct ucr_file_rec {
 	__s32 path_len;			/* bpf_d_path() result: length or -errno */
 	__u32 pad;
 	char path[UCR_PATH_MAX];
+};
+
+/*
+ * A registered personality (IORING_REGISTER_PERSONALITY): its id and the
+ * credentials it carries, in the initial namespace's ids. Written before
+ * the file walk's ring record, under ->uring_lock.
+ */
+struct ucr_pers_rec {
+	__u32 kind;
+	__u32 id;
+	__u32 uid, euid, suid, fsuid;
+	__u32 gid, egid, sgid, fsgid;
+	__u64 cap_inheritable;
+	__u64 cap_permitted;
+	__u64 cap_effective;
+	__u64 cap_bset;
+	__u64 cap_ambient;
+	__u32 securebits;
+	__u32 userns_inum;		/* the cred's user namespace */
+	__s32 ngroups;
+	__u32 pad;
+	__u32 groups[UCR_GROUPS_MAX];
 };
 
 /* A ring in a task's registered ring table (IORING_REGISTER_RING_FDS). */

@@ -55,6 +55,9 @@ struct io_ring_ctx___napi {
 	bool napi_enabled;
 } __attribute__((preserve_access_index));
 
+/* xarray internals (include/linux/xarray.h): a node pointer is tagged 2 */
+#define XA_NODE_TAG	2UL
+
 /* io_uring/io_uring.h: enum io_check_cq_flags */
 #define IO_CHECK_CQ_OVERFLOW_BIT	0
 
@@ -110,7 +113,13 @@ static __always_inline void write_ring(struct seq_file *seq,
 					       napi_enabled);
 	r.clockid = ring->clockid;
 	r.clock_offset = ring->clock_offset;
-	r.has_personalities = BPF_CORE_READ(ring, personalities.xa_head) != NULL;
+	{
+		__u64 head = (__u64)BPF_CORE_READ(ring, personalities.xa_head);
+
+		r.has_personalities = head != 0;
+		r.pers_deep = head && ((head & 3) != XA_NODE_TAG ||
+			BPF_CORE_READ((struct xa_node *)(head & ~3UL), shift) != 0);
+	}
 	r.pers_next = ring->pers_next;
 	r.has_pbufs = BPF_CORE_READ(ring, io_bl_xa.xa_head) != NULL;
 	r.overflow = (ring->check_cq >> IO_CHECK_CQ_OVERFLOW_BIT) & 1;
@@ -181,6 +190,65 @@ int ucr_bufs(struct bpf_iter__io_uring_buf *ctx)
 	return 0;
 }
 
+static __always_inline void write_pers(struct seq_file *seq, const struct cred *cred,
+				       __u32 id)
+{
+	struct ucr_pers_rec p = {};
+	struct group_info *gi;
+	int i;
+
+	p.kind = UCR_REC_PERS;
+	p.id = id;
+	p.uid = BPF_CORE_READ(cred, uid.val);
+	p.euid = BPF_CORE_READ(cred, euid.val);
+	p.suid = BPF_CORE_READ(cred, suid.val);
+	p.fsuid = BPF_CORE_READ(cred, fsuid.val);
+	p.gid = BPF_CORE_READ(cred, gid.val);
+	p.egid = BPF_CORE_READ(cred, egid.val);
+	p.sgid = BPF_CORE_READ(cred, sgid.val);
+	p.fsgid = BPF_CORE_READ(cred, fsgid.val);
+	p.cap_inheritable = BPF_CORE_READ(cred, cap_inheritable.val);
+	p.cap_permitted = BPF_CORE_READ(cred, cap_permitted.val);
+	p.cap_effective = BPF_CORE_READ(cred, cap_effective.val);
+	p.cap_bset = BPF_CORE_READ(cred, cap_bset.val);
+	p.cap_ambient = BPF_CORE_READ(cred, cap_ambient.val);
+	p.securebits = BPF_CORE_READ(cred, securebits);
+	p.userns_inum = BPF_CORE_READ(cred, user_ns, ns.inum);
+	gi = BPF_CORE_READ(cred, group_info);
+	p.ngroups = BPF_CORE_READ(gi, ngroups);
+	for (i = 0; i < UCR_GROUPS_MAX; i++) {
+		if (i >= p.ngroups)
+			break;
+		p.groups[i] = BPF_CORE_READ(gi, gid[i].val);
+	}
+	bpf_seq_write(seq, &p, sizeof(p));
+}
+
+/*
+ * The personalities: ids from 1 (XA_FLAGS_ALLOC1), so a non-empty table's
+ * head is always a node. Only a one-level tree (ids below 64) is walked;
+ * a deeper one is flagged for the dumper to refuse.
+ */
+static __always_inline void write_personalities(struct seq_file *seq,
+						struct io_ring_ctx *ring)
+{
+	__u64 head = (__u64)BPF_CORE_READ(ring, personalities.xa_head);
+	struct xa_node *node;
+	int i;
+
+	if (!head || (head & 3) != XA_NODE_TAG)
+		return;
+	node = (struct xa_node *)(head & ~3UL);
+	if (BPF_CORE_READ(node, shift))
+		return;
+	for (i = 0; i < UCR_PERS_IDS; i++) {
+		__u64 entry = (__u64)BPF_CORE_READ(node, slots[i]);
+
+		if (entry && !(entry & 3))
+			write_pers(seq, (const struct cred *)entry, i);
+	}
+}
+
 SEC("iter/io_uring_file")
 int ucr_files(struct bpf_iter__io_uring_file *ctx)
 {
@@ -192,6 +260,7 @@ int ucr_files(struct bpf_iter__io_uring_file *ctx)
 	__u32 zero = 0;
 
 	if (!file) {
+		write_personalities(seq, ctx->ring);
 		write_ring(seq, ctx->ring);
 		return 0;
 	}

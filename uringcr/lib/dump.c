@@ -400,9 +400,19 @@ static void refuse_ring(struct dumper *d, const struct ucr_ring *r)
 	if (k->restricted)
 		ucr_refuse(d->rep, "restrictions", fd,
 			   "IORING_REGISTER_RESTRICTIONS: the restriction bitmaps are not carried yet");
-	if (k->has_personalities)
+	if (k->pers_deep)
 		ucr_refuse(d->rep, "personalities", fd,
-			   "registered personalities (IORING_REGISTER_PERSONALITY): their credentials are not carried yet");
+			   "a personality id of %d or more (IORING_REGISTER_PERSONALITY): only ids below it are read",
+			   UCR_PERS_IDS);
+	if (k->has_personalities && !r->nr_pers && !k->pers_deep)
+		ucr_refuse(d->rep, "personalities", fd,
+			   "the personality table is not empty, but the walk found no personality in it");
+	for (i = 0; i < r->nr_pers; i++) {
+		if (r->pers[i].ngroups > UCR_GROUPS_MAX || r->pers[i].ngroups < 0)
+			ucr_refuse(d->rep, "personalities", fd,
+				   "personality %u has %d supplementary groups, more than the %d an image holds",
+				   r->pers[i].id, r->pers[i].ngroups, UCR_GROUPS_MAX);
+	}
 	if (k->overflow)
 		ucr_refuse(d->rep, "cq-overflow", fd,
 			   "CQEs waiting on the overflow list (the CQ was full): reap the CQ first, then dump");
@@ -452,7 +462,8 @@ static int read_ring(struct dumper *d, size_t i, struct ucr_ring *r)
 		struct ucr_ring_rec kb, kf;
 		struct ucr_bvec_rec *bv = NULL;
 		struct ucr_file_rec *f = NULL;
-		size_t nb, nf;
+		struct ucr_pers_rec *pers = NULL;
+		size_t nb, nf, np;
 		uint64_t ino = r->ino;
 		int reg_tid = r->reg_tid, reg_index = r->reg_index;
 
@@ -466,7 +477,7 @@ static int read_ring(struct dumper *d, size_t i, struct ucr_ring *r)
 		if (ret)
 			return ret;
 		ret = ucr_probe_files(d->probe, d->fds[i], d->o->lock_ms, &kf, &f, &nf,
-				      &d->rep->stats.edeadlk_retries, what, d->err);
+				      &pers, &np, &d->rep->stats.edeadlk_retries, what, d->err);
 		if (ret) {
 			free(bv);
 			return ret;
@@ -479,6 +490,11 @@ static int read_ring(struct dumper *d, size_t i, struct ucr_ring *r)
 		ret = take_bufs(d, r, bv, nb);
 		if (!ret)
 			ret = take_files(d, r, f, nf);
+		r->pers = pers;
+		r->nr_pers = np;
+		r->k.has_personalities = kf.has_personalities;
+		r->k.pers_deep = kf.pers_deep;
+		r->k.pers_next = kf.pers_next;
 		free(bv);
 		free(f);
 		if (ret)

@@ -208,10 +208,10 @@ static void ring_text(struct text *t, const struct ucr_ring *r)
 	tprintf(t, "setup flags=0x%x sq_entries=%u cq_entries=%u sqe_size=%u cqe_size=%u sq_thread_idle_ms=%u sq_cpu=%d\n",
 		k->flags, k->sq_entries, k->cq_entries, r->sqe_size, r->cqe_size,
 		r->sq_thread_idle_ms, k->sq_cpu);
-	tprintf(t, "state submitter_tid=%u file_alloc_start=%u file_alloc_end=%u iowq_limits_set=%u iowq_bounded=%u iowq_unbounded=%u clockid=%d clock_offset=%u\n",
+	tprintf(t, "state submitter_tid=%u file_alloc_start=%u file_alloc_end=%u iowq_limits_set=%u iowq_bounded=%u iowq_unbounded=%u clockid=%d clock_offset=%u pers_next=%u\n",
 		k->submitter_tid, k->file_alloc_start, k->file_alloc_end,
 		k->iowq_limits_set, k->iowq_limits[0], k->iowq_limits[1],
-		k->clockid, k->clock_offset);
+		k->clockid, k->clock_offset, k->pers_next);
 	tprintf(t, "kernel cached_sq_head=%u cached_cq_tail=%u cq_extra=%u\n",
 		k->cached_sq_head, k->cached_cq_tail, k->cq_extra);
 	tprintf(t, "memory sq_head=%u sq_tail=%u cq_head=%u cq_tail=%u sq_flags=0x%x cq_flags=0x%x sq_dropped=%u cq_overflow=%u\n",
@@ -240,6 +240,22 @@ static void ring_text(struct text *t, const struct ucr_ring *r)
 			f->slot, f->dev, f->ino, f->rdev, f->mode, f->f_flags,
 			f->f_mode, f->pos, f->nlink, f->sk_type, f->sk_family,
 			path[0] ? path : "%00");
+	}
+	tprintf(t, "personalities used=%u\n", r->nr_pers);
+	for (i = 0; i < r->nr_pers; i++) {
+		const struct ucr_pers_rec *p = &r->pers[i];
+
+		tprintf(t, "pers id=%u uid=%u euid=%u suid=%u fsuid=%u gid=%u egid=%u sgid=%u fsgid=%u cap_inh=0x%llx cap_prm=0x%llx cap_eff=0x%llx cap_bnd=0x%llx cap_amb=0x%llx securebits=0x%x userns=%u groups=",
+			p->id, p->uid, p->euid, p->suid, p->fsuid, p->gid, p->egid, p->sgid,
+			p->fsgid, (unsigned long long)p->cap_inheritable,
+			(unsigned long long)p->cap_permitted, (unsigned long long)p->cap_effective,
+			(unsigned long long)p->cap_bset, (unsigned long long)p->cap_ambient,
+			p->securebits, p->userns_inum);
+		if (!p->ngroups)
+			tprintf(t, "-");
+		for (j = 0; (int)j < p->ngroups && j < UCR_GROUPS_MAX; j++)
+			tprintf(t, "%s%u", j ? "," : "", p->groups[j]);
+		tprintf(t, "\n");
 	}
 	tprintf(t, "end\n");
 }
@@ -613,6 +629,81 @@ static int parse_files(struct reader *rd, const char *part, struct lines *l,
 	return 0;
 }
 
+static int parse_groups(const char *s, struct ucr_pers_rec *p)
+{
+	char *end;
+
+	p->ngroups = 0;
+	if (!strcmp(s, "-"))
+		return 0;
+	for (;;) {
+		unsigned long v;
+
+		if (p->ngroups == UCR_GROUPS_MAX || *s < '0' || *s > '9')
+			return -1;
+		errno = 0;
+		v = strtoul(s, &end, 10);
+		if (errno || v > UINT32_MAX)
+			return -1;
+		p->groups[p->ngroups++] = v;
+		if (!*end)
+			return 0;
+		if (*end != ',')
+			return -1;
+		s = end + 1;
+	}
+}
+
+static int parse_pers(struct reader *rd, const char *part, struct lines *l,
+		      struct ucr_ring *r)
+{
+	struct ucr_kv kv;
+	unsigned int line;
+	uint32_t i, used;
+
+	if (expect(rd, part, l, &kv, "personalities"))
+		return -EINVAL;
+	line = l->no;
+	U64(&kv, "used", 0, UCR_PERS_IDS, used);
+	if (done(rd, part, line, &kv))
+		return -EINVAL;
+	r->pers = calloc(used ? used : 1, sizeof(*r->pers));
+	if (!r->pers)
+		return ucr_errf(rd->err, -ENOMEM, "out of memory");
+	for (i = 0; i < used; i++) {
+		struct ucr_pers_rec *p = &r->pers[i];
+		const char *groups;
+
+		if (expect(rd, part, l, &kv, "pers"))
+			return -EINVAL;
+		line = l->no;
+		p->kind = UCR_REC_PERS;
+		U64(&kv, "id", i ? r->pers[i - 1].id + 1 : 1, UCR_PERS_IDS - 1, p->id);
+		U64(&kv, "uid", 0, UINT32_MAX, p->uid);
+		U64(&kv, "euid", 0, UINT32_MAX, p->euid);
+		U64(&kv, "suid", 0, UINT32_MAX, p->suid);
+		U64(&kv, "fsuid", 0, UINT32_MAX, p->fsuid);
+		U64(&kv, "gid", 0, UINT32_MAX, p->gid);
+		U64(&kv, "egid", 0, UINT32_MAX, p->egid);
+		U64(&kv, "sgid", 0, UINT32_MAX, p->sgid);
+		U64(&kv, "fsgid", 0, UINT32_MAX, p->fsgid);
+		U64(&kv, "cap_inh", 0, UINT64_MAX, p->cap_inheritable);
+		U64(&kv, "cap_prm", 0, UINT64_MAX, p->cap_permitted);
+		U64(&kv, "cap_eff", 0, UINT64_MAX, p->cap_effective);
+		U64(&kv, "cap_bnd", 0, UINT64_MAX, p->cap_bset);
+		U64(&kv, "cap_amb", 0, UINT64_MAX, p->cap_ambient);
+		U64(&kv, "securebits", 0, UINT32_MAX, p->securebits);
+		U64(&kv, "userns", 0, UINT32_MAX, p->userns_inum);
+		groups = ucr_kv_str(&kv, "groups");
+		if (!groups || parse_groups(groups, p))
+			return bad(rd, part, line, "field groups missing or malformed");
+		if (done(rd, part, line, &kv))
+			return -EINVAL;
+		r->nr_pers = i + 1;
+	}
+	return 0;
+}
+
 static int parse_ring(struct reader *rd, unsigned int idx, struct ucr_ring *r)
 {
 	struct ucr_ring_rec *k = &r->k;
@@ -686,6 +777,7 @@ static int parse_ring(struct reader *rd, unsigned int idx, struct ucr_ring *r)
 	U64("iowq_unbounded", 0, UINT32_MAX, k->iowq_limits[1]);
 	S64("clockid", 0, 15, k->clockid);
 	U64("clock_offset", 0, 15, k->clock_offset);
+	U64("pers_next", 0, 65536, k->pers_next);
 	DONE();
 	EXPECT("kernel");
 	U64("cached_sq_head", 0, UINT32_MAX, k->cached_sq_head);
@@ -731,7 +823,8 @@ static int parse_ring(struct reader *rd, unsigned int idx, struct ucr_ring *r)
 		DONE();
 		r->nr_maps++;
 	}
-	if (parse_bufs(rd, part, &l, r) || parse_files(rd, part, &l, r))
+	if (parse_bufs(rd, part, &l, r) || parse_files(rd, part, &l, r) ||
+	    parse_pers(rd, part, &l, r))
 		goto out;
 	EXPECT("end");
 	DONE();

@@ -84,6 +84,8 @@ struct ucr_ring {
 	uint32_t nr_files;	/* slots */
 	uint32_t nr_used_files;
 	struct ucr_file *files;	/* nr_used_files, by slot */
+	uint32_t nr_pers;
+	struct ucr_pers_rec *pers;	/* by id */
 };
 
 struct ucr_image {

@@ -156,53 +156,69 @@ static struct bpf_link *attach_ring(struct bpf_program *prog, int ring_fd)
 	return bpf_program__attach_iter(prog, &opts);
 }
 
+/* The records of one kind a walk may hold, gathered into a malloc'd array. */
+struct kind {
+	uint32_t kind;
+	size_t size;
+	char *objs;
+	size_t nr;
+};
+
 /*
- * Splits a walk into its object records (each @rec_size bytes, kind
- * @kind) and the final ring record, which must come last and once.
+ * Splits a walk into its records by kind (@kinds) and the final ring
+ * record, which must come last and once.
  */
-static int split(const char *buf, size_t len, uint32_t kind, size_t rec_size,
-		 void **objs, size_t *nr, struct ucr_ring_rec *ring,
-		 const char *what, struct ucr_err *err)
+static int split(const char *buf, size_t len, struct kind *kinds, int nr_kinds,
+		 struct ucr_ring_rec *ring, const char *what, struct ucr_err *err)
 {
-	size_t off = 0, n = 0;
 	bool have_ring = false;
-	char *o;
+	size_t off = 0;
+	int i;
 
-	o = malloc(len ? len : 1);
-	if (!o)
-		return ucr_errf(err, -ENOMEM, "out of memory");
+	for (i = 0; i < nr_kinds; i++) {
+		kinds[i].nr = 0;
+		kinds[i].objs = malloc(len ? len : 1);
+		if (!kinds[i].objs) {
+			while (i--)
+				free(kinds[i].objs);
+			return ucr_errf(err, -ENOMEM, "out of memory");
+		}
+	}
 	while (off < len) {
-		uint32_t k;
+		struct kind *k = NULL;
+		uint32_t tag;
 
-		memcpy(&k, buf + off, sizeof(k));
-		if (k == UCR_REC_RING && !have_ring && len - off == sizeof(*ring)) {
+		memcpy(&tag, buf + off, sizeof(tag));
+		for (i = 0; i < nr_kinds; i++)
+			if (kinds[i].kind == tag)
+				k = &kinds[i];
+		if (tag == UCR_REC_RING && !have_ring && len - off == sizeof(*ring)) {
 			memcpy(ring, buf + off, sizeof(*ring));
 			have_ring = true;
 			off += sizeof(*ring);
-		} else if (k == kind && !have_ring && len - off >= rec_size) {
-			memcpy(o + n * rec_size, buf + off, rec_size);
-			n++;
-			off += rec_size;
+		} else if (k && !have_ring && len - off >= k->size) {
+			memcpy(k->objs + k->nr * k->size, buf + off, k->size);
+			k->nr++;
+			off += k->size;
 		} else {
-			free(o);
+			for (i = 0; i < nr_kinds; i++)
+				free(kinds[i].objs);
 			return ucr_errf(err, -EPROTO,
 					"%s: the walk has a record uringcr cannot read at byte %zu of %zu (the BPF object and the library do not match)",
 					what, off, len);
 		}
 	}
 	if (!have_ring) {
-		free(o);
+		for (i = 0; i < nr_kinds; i++)
+			free(kinds[i].objs);
 		return ucr_errf(err, -EPROTO, "%s: the walk ended without its final call", what);
 	}
-	*objs = o;
-	*nr = n;
 	return 0;
 }
 
 static int walk_ring(struct bpf_program *prog, int ring_fd, unsigned int lock_ms,
-		     uint32_t kind, size_t rec_size, struct ucr_ring_rec *k,
-		     void **objs, size_t *nr, uint64_t *retries, const char *what,
-		     struct ucr_err *err)
+		     struct kind *kinds, int nr_kinds, struct ucr_ring_rec *k,
+		     uint64_t *retries, const char *what, struct ucr_err *err)
 {
 	struct bpf_link *link = attach_ring(prog, ring_fd);
 	size_t len;
@@ -215,7 +231,7 @@ static int walk_ring(struct bpf_program *prog, int ring_fd, unsigned int lock_ms
 	bpf_link__destroy(link);
 	if (ret)
 		return ret;
-	ret = split(buf, len, kind, rec_size, objs, nr, k, what, err);
+	ret = split(buf, len, kinds, nr_kinds, k, what, err);
 	free(buf);
 	return ret;
 }
@@ -224,16 +240,36 @@ int ucr_probe_bufs(struct ucr_probe *p, int ring_fd, unsigned int lock_ms,
 		   struct ucr_ring_rec *k, struct ucr_bvec_rec **bv, size_t *nr,
 		   uint64_t *retries, const char *what, struct ucr_err *err)
 {
-	return walk_ring(p->skel->progs.ucr_bufs, ring_fd, lock_ms, UCR_REC_BVEC,
-			 sizeof(**bv), k, (void **)bv, nr, retries, what, err);
+	struct kind kinds[1] = { { .kind = UCR_REC_BVEC, .size = sizeof(**bv) } };
+	int ret = walk_ring(p->skel->progs.ucr_bufs, ring_fd, lock_ms, kinds, 1, k,
+			    retries, what, err);
+
+	if (!ret) {
+		*bv = (struct ucr_bvec_rec *)kinds[0].objs;
+		*nr = kinds[0].nr;
+	}
+	return ret;
 }
 
 int ucr_probe_files(struct ucr_probe *p, int ring_fd, unsigned int lock_ms,
 		    struct ucr_ring_rec *k, struct ucr_file_rec **f, size_t *nr,
+		    struct ucr_pers_rec **pers, size_t *nr_pers,
 		    uint64_t *retries, const char *what, struct ucr_err *err)
 {
-	return walk_ring(p->skel->progs.ucr_files, ring_fd, lock_ms, UCR_REC_FILE,
-			 sizeof(**f), k, (void **)f, nr, retries, what, err);
+	struct kind kinds[2] = {
+		{ .kind = UCR_REC_FILE, .size = sizeof(**f) },
+		{ .kind = UCR_REC_PERS, .size = sizeof(**pers) },
+	};
+	int ret = walk_ring(p->skel->progs.ucr_files, ring_fd, lock_ms, kinds, 2, k,
+			    retries, what, err);
+
+	if (!ret) {
+		*f = (struct ucr_file_rec *)kinds[0].objs;
+		*nr = kinds[0].nr;
+		*pers = (struct ucr_pers_rec *)kinds[1].objs;
+		*nr_pers = kinds[1].nr;
+	}
+	return ret;
 }
 
 int ucr_probe_tregs(struct ucr_probe *p, pid_t pid, struct ucr_treg_rec **t,

@@ -23,8 +23,10 @@ void ucr_probe_close(struct ucr_probe *p);
 int ucr_probe_bufs(struct ucr_probe *p, int ring_fd, unsigned int lock_ms,
 		   struct ucr_ring_rec *k, struct ucr_bvec_rec **bv, size_t *nr,
 		   uint64_t *retries, const char *what, struct ucr_err *err);
+/* ... and the personalities, which the file walk's final call writes */
 int ucr_probe_files(struct ucr_probe *p, int ring_fd, unsigned int lock_ms,
 		    struct ucr_ring_rec *k, struct ucr_file_rec **f, size_t *nr,
+		    struct ucr_pers_rec **pers, size_t *nr_pers,
 		    uint64_t *retries, const char *what, struct ucr_err *err);
 /* Every thread's registered rings of process @pid. */
 int ucr_probe_tregs(struct ucr_probe *p, pid_t pid, struct ucr_treg_rec **t,

@@ -152,6 +152,20 @@ static void ring_json(FILE *out, unsigned int idx, const struct ucr_ring *r)
 		json_str(out, f->path);
 		fputc('}', out);
 	}
+	fprintf(out, "]},\"personalities\":{\"next\":%u,\"used\":[", k->pers_next);
+	for (i = 0; i < r->nr_pers; i++) {
+		const struct ucr_pers_rec *p = &r->pers[i];
+
+		fprintf(out, "%s{\"id\":%u,\"uids\":[%u,%u,%u,%u],\"gids\":[%u,%u,%u,%u],\"groups\":[",
+			i ? "," : "", p->id, p->uid, p->euid, p->suid, p->fsuid, p->gid, p->egid,
+			p->sgid, p->fsgid);
+		for (int g = 0; g < p->ngroups && g < UCR_GROUPS_MAX; g++)
+			fprintf(out, "%s%u", g ? "," : "", p->groups[g]);
+		fprintf(out, "],\"cap_inheritable\":%llu,\"cap_permitted\":%llu,\"cap_effective\":%llu,\"cap_bset\":%llu,\"cap_ambient\":%llu,\"securebits\":%u,\"userns\":%u}",
+			(unsigned long long)p->cap_inheritable, (unsigned long long)p->cap_permitted,
+			(unsigned long long)p->cap_effective, (unsigned long long)p->cap_bset,
+			(unsigned long long)p->cap_ambient, p->securebits, p->userns_inum);
+	}
 	fputs("]}}", out);
 }
 
@@ -191,6 +205,13 @@ static void ring_text(FILE *out, unsigned int idx, const struct ucr_ring *r)
 	for (i = 0; i < r->nr_used_files; i++)
 		fprintf(out, "    slot %u: %s, pos %" PRId64 ", flags 0%o\n", r->files[i].slot,
 			r->files[i].path, r->files[i].pos, r->files[i].f_flags);
+	fprintf(out, "  personalities: %u (next id %u)\n", r->nr_pers, k->pers_next);
+	for (i = 0; i < r->nr_pers; i++)
+		fprintf(out, "    id %u: uid %u/%u/%u/%u, gid %u/%u/%u/%u, %d groups, CapEff 0x%llx\n",
+			r->pers[i].id, r->pers[i].uid, r->pers[i].euid, r->pers[i].suid,
+			r->pers[i].fsuid, r->pers[i].gid, r->pers[i].egid, r->pers[i].sgid,
+			r->pers[i].fsgid, r->pers[i].ngroups,
+			(unsigned long long)r->pers[i].cap_effective);
 }
 
 void ucr_image_show(const struct ucr_image *img, FILE *out, bool json)

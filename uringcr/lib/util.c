@@ -198,6 +198,7 @@ void ucr_ring_free(struct ucr_ring *r)
 		free(r->bufs[i].bv);
 	free(r->bufs);
 	free(r->files);
+	free(r->pers);
 	free(r->sq_array);
 	free(r->sqes);
 	free(r->cqes);

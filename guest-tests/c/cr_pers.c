@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Description: registered personalities for uringcr to dump. Id 1 carries
+ * this process's (root) credentials; id 2 is registered and unregistered
+ * again (a hole, and the next id moves on to 4); id 3 is registered by a
+ * thread that first changed its own credentials with raw syscalls (glibc
+ * would change every thread's): groups 10,20,30, gids 100/101/102 and
+ * uids 1000/1001/1002 (which also drops its capabilities). "expect pers"
+ * gives each id's ids and groups. After "go" a NOP under each personality
+ * still completes. test_uringcr.py::test_dump_personalities checks it.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "guest.h"
+#include "owner.h"
+
+static struct io_uring ring;
+
+static void *other_creds(void *arg)
+{
+	gid_t groups[3] = { 10, 20, 30 };
+	int *id = arg;
+
+	*id = -1;
+	if (syscall(SYS_setgroups, 3, groups) || syscall(SYS_setresgid, 100, 101, 102) ||
+	    syscall(SYS_setresuid, 1000, 1001, 1002))
+		return NULL;
+	*id = io_uring_register_personality(&ring);
+	return NULL;
+}
+
+static int nop_as(int id)
+{
+	struct io_uring_sqe *sqe = get_sqe(&ring);
+	int res;
+
+	if (!sqe)
+		return -1;
+	io_uring_prep_nop(sqe);
+	sqe->personality = id;
+	return ring_submit_wait(&ring, &res) ? -1 : res;
+}
+
+int main(int argc, char *argv[])
+{
+	struct io_uring_params p;
+	gid_t groups[64];
+	char list[512] = "";
+	int id1, id2, id3, n, i;
+	pthread_t thr;
+
+	t_start("cr_pers", argc, argv);
+	if (ring_init(&ring, &p, 8, 0, 0, 0))
+		return t_fail("ring setup");
+	id1 = io_uring_register_personality(&ring);
+	id2 = io_uring_register_personality(&ring);
+	if (pthread_create(&thr, NULL, other_creds, &id3) || pthread_join(thr, NULL))
+		return t_fail("thread");
+	if (id1 != 1 || id2 != 2 || id3 != 3) {
+		t_diag("personality ids %d %d %d", id1, id2, id3);
+		return t_fail("register personalities");
+	}
+	if (io_uring_unregister_personality(&ring, id2))
+		return t_fail("unregister personality 2");
+	n = getgroups(64, groups);
+	for (i = 0; i < n; i++)
+		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%u", i ? "," : "",
+			 groups[i]);
+	expect_ring("pers", &ring, &p);
+	expect("personalities", "next=4 used=2");
+	expect("pers", "id=1 uids=%u,%u,%u,%u gids=%u,%u,%u,%u groups=%s", getuid(), geteuid(),
+	       getuid(), geteuid(), getgid(), getegid(), getgid(), getegid(), n ? list : "-");
+	expect("pers", "id=3 uids=1000,1001,1002,1001 gids=100,101,102,101 groups=10,20,30");
+	if (owner_wait())
+		return t_fail("no go");
+	if (nop_as(id1) || nop_as(id3))
+		return t_fail("NOPs under the personalities after the dump");
+	return nop_as(id2) == -EINVAL ? t_pass() : t_fail("personality 2 came back");
+}
