@@ -224,7 +224,7 @@ def test_drain_timeout_fails_and_names_the_request(helpers: Helpers, ucr: Uringc
     owner.go(helpers.budget.remaining())
 
 
-REFUSALS = ["iopoll", "attach-wq", "restrictions", "eventfd", "pbuf", "socket",
+REFUSALS = ["iopoll", "attach-wq", "eventfd", "pbuf", "socket",
             "pipe", "unlinked", "unmapped", "shared", "overflow"]
 
 
@@ -610,4 +610,33 @@ def test_dump_personalities(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
         caps = [int(line.split()[1], 16) for line in info.splitlines()
                 if line.strip().startswith("CapEff:")]
         assert caps == [got[i]["cap_effective"] for i in sorted(got)]
+    owner.go(helpers.budget.remaining())
+
+
+def test_dump_ring_settings(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                            tmp_path: Path, record_property: Any) -> None:
+    """Restrictions and the enabled state, an async eventfd with its count, io-wq
+    worker limits, the clock, the file allocation range."""
+    owner = owner_of(helpers, owners, "cr_state")
+    want_ring = owner.one("ring")
+    _, report = ucr.dump(owner, tmp_path / "image")
+    record_stats(record_property, report)
+    ring = the_ring(ucr.show(tmp_path / "image"), int(want_ring["fd"]))
+    ev, want_ev = ring["eventfd"], owner.one("eventfd")
+    assert ev == {"fd": want_ev["fd"], "async": True, "count": want_ev["count"]}
+    assert os.readlink(f"/proc/{owner.pid}/fd/{ev['fd']}") == "anon_inode:[eventfd]"
+    r, want_r = ring["restrictions"], owner.one("restrictions")
+    assert r["registered"] and r["enabled"]
+    assert (r["register_op"], r["sqe_op"], r["flags_allowed"], r["flags_required"]) == \
+        (want_r["register_op"], want_r["sqe_op"], want_r["flags_allowed"],
+         want_r["flags_required"])
+    assert ring["state"]["enabled"], "the ring was enabled after its restrictions"
+    assert "R_DISABLED" not in ring["setup"]["flag_names"]
+    iowq = owner.one("iowq")
+    assert ring["state"]["iowq_limits_set"]
+    assert ring["state"]["iowq_limits"] == [iowq["bounded"], iowq["unbounded"]]
+    assert ring["state"]["clockid"] == owner.one("clock")["clockid"]
+    files = owner.one("files")
+    assert ring["files"]["slots"] == files["slots"] and ring["files"]["used"] == []
+    assert ring["state"]["file_alloc"] == [files["alloc_start"], files["alloc_end"]]
     owner.go(helpers.budget.remaining())

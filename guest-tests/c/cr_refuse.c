@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Description: one ring with one thing uringcr's image cannot carry yet,
- * named by argv[1] (personalities are carried now: cr_pers.c); "expect refusal name=<name>" gives the refusal uringcr
+ * named by argv[1] (personalities, restrictions and an eventfd that is an
+ * fd of the process are carried: cr_pers.c, cr_state.c); "expect refusal name=<name>" gives the refusal uringcr
  * must report for it (uringcr check lists it, uringcr dump fails on it and
  * writes nothing). After "go" the ring still works.
  * test_uringcr.py::test_refusal runs every kind.
@@ -60,24 +61,14 @@ static int setup(const char *kind)
 		p.wq_fd = other.ring_fd;
 		return io_uring_queue_init_params(8, &ring, &p);
 	}
-	if (!strcmp(kind, "restrictions")) {
-		struct io_uring_restriction res[1] = {};
-
-		if (ring_init(&ring, &p, 8, 0, IORING_SETUP_R_DISABLED, 0))
-			return -1;
-		res[0].opcode = IORING_RESTRICTION_SQE_OP;
-		res[0].sqe_op = IORING_OP_NOP;
-		/* raw: Debian's liburing 2.3 does not export these two */
-		ret = syscall(__NR_io_uring_register, ring.ring_fd,
-			      IORING_REGISTER_RESTRICTIONS, res, 1);
-		return ret ? ret : syscall(__NR_io_uring_register, ring.ring_fd,
-					   IORING_REGISTER_ENABLE_RINGS, NULL, 0);
-	}
 	if (ring_init(&ring, &p, 8, 8, 0, 0))
 		return -1;
 	if (!strcmp(kind, "eventfd")) {
+		/* registered, then closed: the process has no fd for it any more */
 		fd = eventfd(0, 0);
-		return fd < 0 ? -1 : io_uring_register_eventfd(&ring, fd);
+		if (fd < 0 || io_uring_register_eventfd(&ring, fd))
+			return -1;
+		return close(fd);
 	}
 	if (!strcmp(kind, "pbuf")) {
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
@@ -134,7 +125,7 @@ static const char *refusal(const char *kind)
 {
 	static const char *const names[][2] = {
 		{ "iopoll", "iopoll" }, { "attach-wq", "attach-wq" },
-		{ "restrictions", "restrictions" }, { "eventfd", "eventfd" },
+		{ "eventfd", "eventfd" },
 		{ "pbuf", "provided-buffers" },
 		{ "socket", "file-unopenable" }, { "pipe", "file-unopenable" },
 		{ "unlinked", "file-unlinked" }, { "unmapped", "buffer-unmapped" },

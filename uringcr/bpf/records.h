@@ -17,6 +17,7 @@ enum ucr_rec_kind {
 	UCR_REC_FILE = 0x46494c45,	/* "FILE": one registered file */
 	UCR_REC_TREG = 0x54524547,	/* "TREG": a task's registered ring */
 	UCR_REC_PERS = 0x50455253,	/* "PERS": a registered personality */
+	UCR_REC_TFILE = 0x5446494c,	/* "TFIL": a file of the owner's fd table */
 };
 
 #define UCR_PATH_MAX	256
@@ -72,6 +73,13 @@ struct ucr_ring_rec {
 	__u64 sqd_id;			/* its io_sq_data (ATTACH_WQ shares one) */
 	__u64 jiffies;			/* bpf_jiffies64() and */
 	__u64 ktime_ns;			/* bpf_ktime_get_ns() at the same call */
+	__u64 evfd_id;			/* the registered eventfd's eventfd_ctx */
+	__u32 evfd_async;		/* IORING_REGISTER_EVENTFD_ASYNC */
+	__u32 restrictions_registered;
+	__u64 restrict_register_op;	/* bitmaps of IORING_REGISTER_* and */
+	__u64 restrict_sqe_op;		/* IORING_OP_* allowed */
+	__u32 restrict_flags_allowed;
+	__u32 restrict_flags_required;
 };
 
 /* One bio_vec of a registered buffer (one object of io_uring_buf). */
@@ -130,6 +138,13 @@ struct ucr_pers_rec {
 	__s32 ngroups;
 	__u32 pad;
 	__u32 groups[UCR_GROUPS_MAX];
+};
+
+/* An fd of the owner (iter/task_file): what its file points to. */
+struct ucr_tfile_rec {
+	__u32 kind;
+	__u32 fd;
+	__u64 private_data;		/* an eventfd's eventfd_ctx */
 };
 
 /* A ring in a task's registered ring table (IORING_REGISTER_RING_FDS). */

@@ -152,6 +152,17 @@ static __always_inline void write_ring(struct seq_file *seq,
 		if (ring->sq_array)
 			r.off_sq_array = (__u64)ring->sq_array - base;
 	}
+	if (r.has_evfd) {
+		struct io_ev_fd *ev = BPF_CORE_READ(ring, io_ev_fd);
+
+		r.evfd_id = (__u64)BPF_CORE_READ(ev, cq_ev_fd);
+		r.evfd_async = BPF_CORE_READ_BITFIELD_PROBED(ev, eventfd_async);
+	}
+	r.restrictions_registered = BPF_CORE_READ(ring, restrictions.registered);
+	r.restrict_register_op = BPF_CORE_READ(ring, restrictions.register_op[0]);
+	r.restrict_sqe_op = BPF_CORE_READ(ring, restrictions.sqe_op[0]);
+	r.restrict_flags_allowed = BPF_CORE_READ(ring, restrictions.sqe_flags_allowed);
+	r.restrict_flags_required = BPF_CORE_READ(ring, restrictions.sqe_flags_required);
 	r.ring_id = (__u64)ring;
 	r.sqd_id = (__u64)sqd;
 	r.jiffies = bpf_jiffies64();
@@ -289,6 +300,22 @@ int ucr_files(struct bpf_iter__io_uring_file *ctx)
 	f->path_len = bpf_d_path(&file->f_path, f->path, sizeof(f->path));
 	__sync_fetch_and_add(&files_seen, 1);
 	bpf_seq_write(seq, f, sizeof(*f));
+	return 0;
+}
+
+/* Every fd of the owner and its file's private_data (link filtered to its pid) */
+SEC("iter/task_file")
+int ucr_task_files(struct bpf_iter__task_file *ctx)
+{
+	struct ucr_tfile_rec t = {};
+	struct file *file = ctx->file;
+
+	if (!file || !ctx->task || ctx->task->pid != ctx->task->tgid)
+		return 0;
+	t.kind = UCR_REC_TFILE;
+	t.fd = ctx->fd;
+	t.private_data = (__u64)BPF_CORE_READ(file, private_data);
+	bpf_seq_write(ctx->meta->seq, &t, sizeof(t));
 	return 0;
 }
 

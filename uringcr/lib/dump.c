@@ -391,15 +391,12 @@ static void refuse_ring(struct dumper *d, const struct ucr_ring *r)
 	if (k->has_pbufs)
 		ucr_refuse(d->rep, "provided-buffers", fd,
 			   "provided buffers (IORING_REGISTER_PBUF_RING or IORING_OP_PROVIDE_BUFFERS): no 6.12 interface sets a buffer ring's head, and legacy lists are not visible");
-	if (k->has_evfd)
+	if (k->has_evfd && r->evfd < 0)
 		ucr_refuse(d->rep, "eventfd", fd,
-			   "a registered eventfd (IORING_REGISTER_EVENTFD): the eventfd and its count are not carried yet");
+			   "the registered eventfd (IORING_REGISTER_EVENTFD) is not an fd of the process (it was closed after registering): a restore could not hand it back");
 	if (k->napi_enabled)
 		ucr_refuse(d->rep, "napi", fd,
 			   "NAPI busy polling (IORING_REGISTER_NAPI): the NAPI ids belong to this host's devices");
-	if (k->restricted)
-		ucr_refuse(d->rep, "restrictions", fd,
-			   "IORING_REGISTER_RESTRICTIONS: the restriction bitmaps are not carried yet");
 	if (k->pers_deep)
 		ucr_refuse(d->rep, "personalities", fd,
 			   "a personality id of %d or more (IORING_REGISTER_PERSONALITY): only ids below it are read",
@@ -513,6 +510,67 @@ static int read_ring(struct dumper *d, size_t i, struct ucr_ring *r)
 	if (r->k.flags & IORING_SETUP_SQPOLL)
 		r->sq_thread_idle_ms = idle_ms(d, i, &r->k);
 	return ucr_target_maps(&d->t, r->ino, r->maps, 4, &r->nr_maps, d->err);
+}
+
+/* The count of the eventfd at the owner's @fd, from its fdinfo. */
+static int eventfd_count(struct dumper *d, int fd, uint64_t *count)
+{
+	char path[64], line[128];
+	int ret = -ENOENT;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", d->t.pid, fd);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long v;
+
+		if (sscanf(line, "eventfd-count: %llx", &v) == 1) {
+			*count = v;
+			ret = 0;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
+/* A registered eventfd that is also an fd of the owner: which fd. */
+static int find_eventfds(struct dumper *d)
+{
+	struct ucr_tfile_rec *t = NULL;
+	size_t n = 0, i, j;
+	int ret = 0;
+	bool any = false;
+
+	for (j = 0; j < d->nr; j++) {
+		d->img.rings[j].evfd = -1;
+		any |= d->img.rings[j].k.has_evfd;
+	}
+	if (!any)
+		return 0;
+	ret = ucr_probe_task_files(d->probe, d->t.pid, &t, &n, d->err);
+	if (ret)
+		return ret;
+	for (j = 0; j < d->nr; j++) {
+		struct ucr_ring *r = &d->img.rings[j];
+
+		for (i = 0; r->k.has_evfd && i < n; i++) {
+			if (t[i].private_data != r->k.evfd_id)
+				continue;
+			r->evfd = t[i].fd;
+			ret = eventfd_count(d, r->evfd, &r->evfd_count);
+			if (ret) {
+				ret = ucr_errf(d->err, ret,
+					       "process %d: fd %d is ring fd %d's eventfd, but its fdinfo has no eventfd-count",
+					       d->t.pid, r->evfd, r->fd);
+				break;
+			}
+			break;
+		}
+	}
+	free(t);
+	return ret;
 }
 
 /* Registered ring fds: which fd ring each is, and rings that have no fd. */
@@ -687,12 +745,13 @@ static int run(struct dumper *d, const char *dir)
 	ret = drain(d);
 	if (!ret)
 		ret = find_registered(d);
-	for (i = 0; !ret && i < d->nr; i++) {
+	for (i = 0; !ret && i < d->nr; i++)
 		ret = read_ring(d, i, &d->img.rings[i]);
-		if (!ret) {
-			refuse_ring(d, &d->img.rings[i]);
-			ret = check_buf_pages(d, &d->img.rings[i]);
-		}
+	if (!ret)
+		ret = find_eventfds(d);
+	for (i = 0; !ret && i < d->nr; i++) {
+		refuse_ring(d, &d->img.rings[i]);
+		ret = check_buf_pages(d, &d->img.rings[i]);
 	}
 	if (!ret && dir && d->rep->nr_refusals)
 		ret = ucr_errf(d->err, -EOPNOTSUPP,

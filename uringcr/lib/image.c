@@ -212,6 +212,11 @@ static void ring_text(struct text *t, const struct ucr_ring *r)
 		k->submitter_tid, k->file_alloc_start, k->file_alloc_end,
 		k->iowq_limits_set, k->iowq_limits[0], k->iowq_limits[1],
 		k->clockid, k->clock_offset, k->pers_next);
+	tprintf(t, "eventfd fd=%d async=%u count=%" PRIu64 "\n", r->evfd,
+		r->k.evfd_async, r->evfd_count);
+	tprintf(t, "restrictions registered=%u enabled=%u register_op=0x%" PRIx64 " sqe_op=0x%" PRIx64 " flags_allowed=0x%x flags_required=0x%x\n",
+		k->restrictions_registered, k->restricted, (uint64_t)k->restrict_register_op,
+		(uint64_t)k->restrict_sqe_op, k->restrict_flags_allowed, k->restrict_flags_required);
 	tprintf(t, "kernel cached_sq_head=%u cached_cq_tail=%u cq_extra=%u\n",
 		k->cached_sq_head, k->cached_cq_tail, k->cq_extra);
 	tprintf(t, "memory sq_head=%u sq_tail=%u cq_head=%u cq_tail=%u sq_flags=0x%x cq_flags=0x%x sq_dropped=%u cq_overflow=%u\n",
@@ -778,6 +783,20 @@ static int parse_ring(struct reader *rd, unsigned int idx, struct ucr_ring *r)
 	S64("clockid", 0, 15, k->clockid);
 	U64("clock_offset", 0, 15, k->clock_offset);
 	U64("pers_next", 0, 65536, k->pers_next);
+	DONE();
+	EXPECT("eventfd");
+	S64("fd", -1, INT32_MAX, r->evfd);
+	U64("async", 0, 1, k->evfd_async);
+	U64("count", 0, UINT64_MAX - 1, r->evfd_count);
+	DONE();
+	k->has_evfd = r->evfd >= 0;
+	EXPECT("restrictions");
+	U64("registered", 0, 1, k->restrictions_registered);
+	U64("enabled", 0, 1, k->restricted);
+	U64("register_op", 0, UINT64_MAX, k->restrict_register_op);
+	U64("sqe_op", 0, UINT64_MAX, k->restrict_sqe_op);
+	U64("flags_allowed", 0, 255, k->restrict_flags_allowed);
+	U64("flags_required", 0, 255, k->restrict_flags_required);
 	DONE();
 	EXPECT("kernel");
 	U64("cached_sq_head", 0, UINT32_MAX, k->cached_sq_head);

@@ -86,6 +86,8 @@ struct ucr_ring {
 	struct ucr_file *files;	/* nr_used_files, by slot */
 	uint32_t nr_pers;
 	struct ucr_pers_rec *pers;	/* by id */
+	int evfd;		/* the registered eventfd's fd in the owner, or -1 */
+	uint64_t evfd_count;
 };
 
 struct ucr_image {

@@ -272,8 +272,9 @@ int ucr_probe_files(struct ucr_probe *p, int ring_fd, unsigned int lock_ms,
 	return ret;
 }
 
-int ucr_probe_tregs(struct ucr_probe *p, pid_t pid, struct ucr_treg_rec **t,
-		    size_t *nr, struct ucr_err *err)
+/* A walk of the owner's tasks by @prog: whole @size-byte records of @kind. */
+static int task_walk(struct bpf_program *prog, pid_t pid, uint32_t kind, size_t size,
+		     void **out, size_t *nr, const char *what, struct ucr_err *err)
 {
 	union bpf_iter_link_info linfo;
 	LIBBPF_OPTS(bpf_iter_attach_opts, opts);
@@ -286,26 +287,44 @@ int ucr_probe_tregs(struct ucr_probe *p, pid_t pid, struct ucr_treg_rec **t,
 	linfo.task.pid = pid;
 	opts.link_info = &linfo;
 	opts.link_info_len = sizeof(linfo);
-	link = bpf_program__attach_iter(p->skel->progs.ucr_tasks, &opts);
+	link = bpf_program__attach_iter(prog, &opts);
 	if (!link)
-		return ucr_errf(err, -errno,
-				"process %d: attaching the task iterator: %s", pid, strerror(errno));
-	ret = read_all(link, 0, &buf, &len, NULL, "task walk", err);
+		return ucr_errf(err, -errno, "process %d: attaching the %s iterator: %s", pid, what,
+				strerror(errno));
+	ret = read_all(link, 0, &buf, &len, NULL, what, err);
 	bpf_link__destroy(link);
 	if (ret)
 		return ret;
-	if (len % sizeof(**t)) {
+	if (len % size) {
 		free(buf);
-		return ucr_errf(err, -EPROTO, "process %d: task walk of %zu bytes is not whole records",
-				pid, len);
+		return ucr_errf(err, -EPROTO, "process %d: %s walk of %zu bytes is not whole records",
+				pid, what, len);
 	}
-	*t = (struct ucr_treg_rec *)buf;
-	*nr = len / sizeof(**t);
-	for (i = 0; i < *nr; i++) {
-		if ((*t)[i].kind != UCR_REC_TREG) {
+	for (i = 0; i < len / size; i++) {
+		uint32_t k;
+
+		memcpy(&k, buf + i * size, sizeof(k));
+		if (k != kind) {
 			free(buf);
-			return ucr_errf(err, -EPROTO, "process %d: task walk record %zu is not a ring", pid, i);
+			return ucr_errf(err, -EPROTO, "process %d: %s walk record %zu is of another kind",
+					pid, what, i);
 		}
 	}
+	*out = buf;
+	*nr = len / size;
 	return 0;
+}
+
+int ucr_probe_tregs(struct ucr_probe *p, pid_t pid, struct ucr_treg_rec **t,
+		    size_t *nr, struct ucr_err *err)
+{
+	return task_walk(p->skel->progs.ucr_tasks, pid, UCR_REC_TREG, sizeof(**t),
+			 (void **)t, nr, "task", err);
+}
+
+int ucr_probe_task_files(struct ucr_probe *p, pid_t pid, struct ucr_tfile_rec **t,
+			 size_t *nr, struct ucr_err *err)
+{
+	return task_walk(p->skel->progs.ucr_task_files, pid, UCR_REC_TFILE, sizeof(**t),
+			 (void **)t, nr, "task_file", err);
 }

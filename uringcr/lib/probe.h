@@ -28,6 +28,9 @@ int ucr_probe_files(struct ucr_probe *p, int ring_fd, unsigned int lock_ms,
 		    struct ucr_ring_rec *k, struct ucr_file_rec **f, size_t *nr,
 		    struct ucr_pers_rec **pers, size_t *nr_pers,
 		    uint64_t *retries, const char *what, struct ucr_err *err);
+/* The fds of process @pid with their files' private_data (eventfds). */
+int ucr_probe_task_files(struct ucr_probe *p, pid_t pid, struct ucr_tfile_rec **t,
+			 size_t *nr, struct ucr_err *err);
 /* Every thread's registered rings of process @pid. */
 int ucr_probe_tregs(struct ucr_probe *p, pid_t pid, struct ucr_treg_rec **t,
 		    size_t *nr, struct ucr_err *err);

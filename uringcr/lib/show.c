@@ -95,6 +95,16 @@ static void ring_json(FILE *out, unsigned int idx, const struct ucr_ring *r)
 		(k->flags & IORING_SETUP_R_DISABLED) ? "false" : "true", k->submitter_tid,
 		k->file_alloc_start, k->file_alloc_end, k->iowq_limits_set ? "true" : "false",
 		k->iowq_limits[0], k->iowq_limits[1], k->clockid, k->clock_offset);
+	fprintf(out, "\"eventfd\":");
+	if (r->evfd >= 0)
+		fprintf(out, "{\"fd\":%d,\"async\":%s,\"count\":%" PRIu64 "},", r->evfd,
+			k->evfd_async ? "true" : "false", r->evfd_count);
+	else
+		fputs("null,", out);
+	fprintf(out, "\"restrictions\":{\"registered\":%s,\"enabled\":%s,\"register_op\":%llu,\"sqe_op\":%llu,\"flags_allowed\":%u,\"flags_required\":%u},",
+		k->restrictions_registered ? "true" : "false", k->restricted ? "true" : "false",
+		(unsigned long long)k->restrict_register_op, (unsigned long long)k->restrict_sqe_op,
+		k->restrict_flags_allowed, k->restrict_flags_required);
 	fprintf(out, "\"kernel\":{\"cached_sq_head\":%u,\"cached_cq_tail\":%u,\"cq_extra\":%u},",
 		k->cached_sq_head, k->cached_cq_tail, k->cq_extra);
 	fprintf(out, "\"memory\":{\"sq_head\":%u,\"sq_tail\":%u,\"cq_head\":%u,\"cq_tail\":%u,\"sq_flags\":%u,\"cq_flags\":%u,\"sq_dropped\":%u,\"cq_overflow\":%u},",
