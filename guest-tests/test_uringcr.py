@@ -224,7 +224,8 @@ def test_drain_timeout_fails_and_names_the_request(helpers: Helpers, ucr: Uringc
     owner.go(helpers.budget.remaining())
 
 
-REFUSALS = ["iopoll", "attach-wq", "eventfd", "pbuf", "socket",
+REFUSALS = ["iopoll", "attach-wq", "nommap", "napi", "eventfd", "pbuf", "pers64", "regtwice",
+            "longpath", "socket",
             "pipe", "unlinked", "unmapped", "shared", "overflow"]
 
 

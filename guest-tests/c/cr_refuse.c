@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -45,12 +46,70 @@ static int one_buffer(struct io_uring *r)
 	return io_uring_register_buffers(r, &iov, 1);
 }
 
+#ifndef IORING_SETUP_NO_MMAP
+#define IORING_SETUP_NO_MMAP	(1U << 14)
+#endif
+#ifndef IORING_REGISTER_NAPI
+#define IORING_REGISTER_NAPI	27
+#endif
+
+struct napi {			/* UAPI struct io_uring_napi, 6.12 */
+	__u32 busy_poll_to;
+	__u8 prefer_busy_poll;
+	__u8 pad[3];
+	__u64 resv;
+};
+
+/*
+ * A ring whose SQ/CQ rings and SQEs are this process's own pages
+ * (IORING_SETUP_NO_MMAP; liburing 2.3 cannot set one up): raw setup, and
+ * the fd goes into ring.ring_fd for the expect lines.
+ */
+static int no_mmap_ring(void)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_NO_MMAP };
+	char *rings = mmap(NULL, 2 * PAGE_SZ, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	int fd;
+
+	if (rings == MAP_FAILED)
+		return -1;
+	/* user_addr: resv2 in liburing 2.3's copy of the UAPI */
+	p.cq_off.resv2 = (unsigned long)rings;
+	p.sq_off.resv2 = (unsigned long)rings + PAGE_SZ;
+	fd = syscall(__NR_io_uring_setup, 8, &p);
+	if (fd < 0)
+		return -1;
+	ring.ring_fd = fd;
+	return 0;
+}
+
+/* A file whose path is longer than the 255 bytes an image holds. */
+static int long_path_file(void)
+{
+	char path[512], name[101];
+	int fd;
+
+	memset(name, 'x', 100);
+	name[100] = '\0';
+	snprintf(path, sizeof(path), "/dev/shm/cr_refuse.%d", getpid());
+	for (int i = 0; i < 3; i++) {
+		if (mkdir(path, 0700))
+			return -1;
+		snprintf(path + strlen(path), sizeof(path) - strlen(path), "/%s", name);
+	}
+	fd = open(path, O_RDWR | O_CREAT, 0600);
+	return fd < 0 ? -1 : register_one(fd);
+}
+
 static int setup(const char *kind)
 {
 	struct io_uring_params p;
 	int fds[2], fd, ret;
 	char path[64];
 
+	if (!strcmp(kind, "nommap"))
+		return no_mmap_ring();
 	if (!strcmp(kind, "iopoll"))
 		return ring_init(&ring, &p, 8, 0, IORING_SETUP_IOPOLL, 0);
 	if (!strcmp(kind, "attach-wq")) {
@@ -85,6 +144,30 @@ static int setup(const char *kind)
 		if (pipe(fds))
 			return -1;
 		return register_one(fds[0]);
+	}
+	if (!strcmp(kind, "longpath"))
+		return long_path_file();
+	if (!strcmp(kind, "napi")) {
+		struct napi napi = { .busy_poll_to = 100 };
+
+		return syscall(__NR_io_uring_register, ring.ring_fd, IORING_REGISTER_NAPI,
+			       &napi, 1);
+	}
+	if (!strcmp(kind, "regtwice")) {
+		struct io_uring_rsrc_update up = { .offset = 5, .data = ring.ring_fd };
+
+		if (io_uring_register_ring_fd(&ring) != 1)
+			return -1;
+		/* the same ring again, at index 5 */
+		return syscall(__NR_io_uring_register, ring.ring_fd,
+			       IORING_REGISTER_RING_FDS, &up, 1) == 1 ? 0 : -1;
+	}
+	if (!strcmp(kind, "pers64")) {
+		/* ids 1..70: beyond the first xarray node */
+		for (int i = 0; i < 70; i++)
+			if (io_uring_register_personality(&ring) < 0)
+				return -1;
+		return 0;
 	}
 	if (!strcmp(kind, "unlinked")) {
 		snprintf(path, sizeof(path), "/tmp/cr_refuse.%d", getpid());
@@ -130,6 +213,8 @@ static const char *refusal(const char *kind)
 		{ "socket", "file-unopenable" }, { "pipe", "file-unopenable" },
 		{ "unlinked", "file-unlinked" }, { "unmapped", "buffer-unmapped" },
 		{ "shared", "buffer-shared" }, { "overflow", "cq-overflow" },
+		{ "nommap", "no-mmap" }, { "longpath", "file-path" }, { "napi", "napi" },
+		{ "regtwice", "registered-ring-twice" }, { "pers64", "personalities" },
 	};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -161,7 +246,7 @@ int main(int argc, char *argv[])
 	expect("refusal", "name=%s fd=%d", name, ring.ring_fd);
 	if (owner_wait())
 		return t_fail("no go");
-	if (!strcmp(kind, "overflow") || !strcmp(kind, "iopoll"))
+	if (!strcmp(kind, "overflow") || !strcmp(kind, "iopoll") || !strcmp(kind, "nommap"))
 		return t_pass();
 	return run_nops(&ring, 2, 1) ? t_fail("NOPs after the dump") : t_pass();
 }
