@@ -781,8 +781,9 @@ static int run(struct dumper *d, const char *dir)
 			 strerror(-r2), d->err->msg);
 	if (!ret)
 		ret = r2;
-	d->rep->stats.freezing_us = d->fz.t_frozen - d->fz.t_request;
-	d->rep->stats.frozen_us = ucr_now_us() - d->fz.t_frozen;
+	/* freezing: the first freeze; frozen: every freeze, the drain's included */
+	d->rep->stats.freezing_us = d->fz.first_frozen - d->fz.first_request;
+	d->rep->stats.frozen_us = d->fz.frozen_us;
 	d->rep->stats.drain_us = d->t_drain1 > d->t_drain0 ? d->t_drain1 - d->t_drain0 : 0;
 	d->rep->stats.rings = d->nr;
 	if (!ret && dir) {

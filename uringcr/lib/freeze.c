@@ -300,11 +300,16 @@ int ucr_freeze(struct ucr_freezer *f, struct ucr_target *t, enum ucr_freeze mode
 
 	bool broken = f->broken;
 	int broken_fd = f->broken_fd;
+	uint64_t first_request = f->first_request, first_frozen = f->first_frozen;
+	uint64_t frozen_us = f->frozen_us;
 
-	/* a refreeze (the drain) keeps what the guardian said */
+	/* a refreeze (the drain) keeps what the guardian said and the times */
 	memset(f, 0, sizeof(*f));
 	f->broken = broken;
 	f->broken_fd = broken_fd;
+	f->first_request = first_request;
+	f->first_frozen = first_frozen;
+	f->frozen_us = frozen_us;
 	f->mode = mode;
 	f->pid = t->pid;
 	f->pidfd = t->pidfd;
@@ -312,6 +317,7 @@ int ucr_freeze(struct ucr_freezer *f, struct ucr_target *t, enum ucr_freeze mode
 	f->t_request = ucr_now_us();
 	if (mode == UCR_FREEZE_NONE) {
 		f->t_frozen = f->t_request;
+		f->first_request = f->first_frozen = f->t_request;
 		return 0;
 	}
 	if (mode == UCR_FREEZE_CGROUP) {
@@ -340,6 +346,7 @@ int ucr_freeze(struct ucr_freezer *f, struct ucr_target *t, enum ucr_freeze mode
 	}
 	if (f->was_frozen) {
 		f->t_frozen = ucr_now_us();
+		f->first_request = f->first_frozen = f->t_frozen;
 		return 0;
 	}
 	ret = start_guardian(f, err);
@@ -381,6 +388,10 @@ int ucr_freeze(struct ucr_freezer *f, struct ucr_target *t, enum ucr_freeze mode
 		pause_ms(ms);
 	}
 	f->t_frozen = ucr_now_us();
+	if (!f->first_frozen) {
+		f->first_request = f->t_request;
+		f->first_frozen = f->t_frozen;
+	}
 	return 0;
 }
 
@@ -391,6 +402,7 @@ int ucr_thaw(struct ucr_freezer *f, struct ucr_err *err)
 	if (f->frozen) {
 		ret = do_thaw(f);
 		f->frozen = false;
+		f->frozen_us += ucr_now_us() - f->t_frozen;
 	}
 	stop_guardian(f, !ret);
 	if (ret)

@@ -46,6 +46,8 @@ struct ucr_freezer {
 	int broken_fd;		/* the guardian says 'B': the freeze was lifted */
 	bool broken;
 	uint64_t t_request, t_frozen;
+	uint64_t first_request, first_frozen;	/* the first freeze of a dump */
+	uint64_t frozen_us;	/* time frozen, summed over the drain's refreezes */
 };
 
 /*
