@@ -119,6 +119,13 @@ class Owner:
         return text
 
     def kill(self) -> None:
+        """SIGKILL, helpers first ("expect holder pid=": a child holding the ring's
+        uring_lock, which the owner's exit would wait for)."""
+        for holder in self.expect("holder"):
+            try:
+                os.kill(int(holder["pid"]), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self.started.proc.poll() is None:
             os.kill(self.pid, signal.SIGKILL)
             self.started.proc.wait(10)

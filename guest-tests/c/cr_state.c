@@ -39,7 +39,7 @@ int main(int argc, char *argv[])
 {
 	static const unsigned int reg_ops[] = {
 		IORING_REGISTER_EVENTFD_ASYNC, IORING_REGISTER_IOWQ_MAX_WORKERS,
-		IORING_REGISTER_CLOCK, IORING_REGISTER_FILES, IORING_REGISTER_FILE_ALLOC_RANGE,
+		IORING_REGISTER_CLOCK, IORING_REGISTER_FILES2, IORING_REGISTER_FILE_ALLOC_RANGE,
 	};
 	struct io_uring_restriction res[8] = {};
 	struct clock_register clock = { .clockid = CLOCK_BOOTTIME };

@@ -307,10 +307,12 @@ int ucr_files(struct bpf_iter__io_uring_file *ctx)
 SEC("iter/task_file")
 int ucr_task_files(struct bpf_iter__task_file *ctx)
 {
+	struct task_struct *task = ctx->task;
 	struct ucr_tfile_rec t = {};
 	struct file *file = ctx->file;
 
-	if (!file || !ctx->task || ctx->task->pid != ctx->task->tgid)
+	/* the fd table is the process's: one thread's walk is enough */
+	if (!file || !task || task->pid != task->tgid)
 		return 0;
 	t.kind = UCR_REC_TFILE;
 	t.fd = ctx->fd;

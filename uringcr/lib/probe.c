@@ -45,9 +45,14 @@ int ucr_probe_load(struct ucr_probe **out, struct ucr_err *err)
 		int e = errno;
 
 		free(p);
-		if (e == EPERM || e == EACCES)
+		/* the verifier's refusals are EACCES too: only EPERM is about rights */
+		if (e == EPERM)
 			return ucr_errf(err, -e,
 					"loading the iterator programs: %s: uringcr needs CAP_BPF and CAP_PERFMON (or root)",
+					strerror(e));
+		if (e == EACCES)
+			return ucr_errf(err, -e,
+					"loading the iterator programs: the verifier refused them (%s): this kernel's BTF does not fit the program uringcr was built with; UCR_DEBUG=1 shows the verifier's log",
 					strerror(e));
 		return ucr_errf(err, -e ? -e : -ENOENT,
 				"loading the iterator programs: %s: this kernel has no io_uring_buf/io_uring_file BPF iterators (they come with the kernel-patches/ series); UCR_DEBUG=1 shows libbpf's log",
