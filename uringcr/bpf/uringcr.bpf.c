@@ -69,6 +69,14 @@ struct {
 	__type(value, struct ucr_file_rec);
 } file_scratch SEC(".maps");
 
+/* And the personality record, written from a bpf_loop() callback. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ucr_pers_rec);
+} pers_scratch SEC(".maps");
+
 /* Read by the library after each walk (bss): objects and final calls. */
 __u64 bvecs_seen;
 __u64 files_seen;
@@ -204,35 +212,57 @@ int ucr_bufs(struct bpf_iter__io_uring_buf *ctx)
 static __always_inline void write_pers(struct seq_file *seq, const struct cred *cred,
 				       __u32 id)
 {
-	struct ucr_pers_rec p = {};
 	struct group_info *gi;
+	struct ucr_pers_rec *p;
+	__u32 zero = 0;
 	int i;
 
-	p.kind = UCR_REC_PERS;
-	p.id = id;
-	p.uid = BPF_CORE_READ(cred, uid.val);
-	p.euid = BPF_CORE_READ(cred, euid.val);
-	p.suid = BPF_CORE_READ(cred, suid.val);
-	p.fsuid = BPF_CORE_READ(cred, fsuid.val);
-	p.gid = BPF_CORE_READ(cred, gid.val);
-	p.egid = BPF_CORE_READ(cred, egid.val);
-	p.sgid = BPF_CORE_READ(cred, sgid.val);
-	p.fsgid = BPF_CORE_READ(cred, fsgid.val);
-	p.cap_inheritable = BPF_CORE_READ(cred, cap_inheritable.val);
-	p.cap_permitted = BPF_CORE_READ(cred, cap_permitted.val);
-	p.cap_effective = BPF_CORE_READ(cred, cap_effective.val);
-	p.cap_bset = BPF_CORE_READ(cred, cap_bset.val);
-	p.cap_ambient = BPF_CORE_READ(cred, cap_ambient.val);
-	p.securebits = BPF_CORE_READ(cred, securebits);
-	p.userns_inum = BPF_CORE_READ(cred, user_ns, ns.inum);
+	p = bpf_map_lookup_elem(&pers_scratch, &zero);
+	if (!p)
+		return;
+	__builtin_memset(p, 0, sizeof(*p));
+	p->kind = UCR_REC_PERS;
+	p->id = id;
+	p->uid = BPF_CORE_READ(cred, uid.val);
+	p->euid = BPF_CORE_READ(cred, euid.val);
+	p->suid = BPF_CORE_READ(cred, suid.val);
+	p->fsuid = BPF_CORE_READ(cred, fsuid.val);
+	p->gid = BPF_CORE_READ(cred, gid.val);
+	p->egid = BPF_CORE_READ(cred, egid.val);
+	p->sgid = BPF_CORE_READ(cred, sgid.val);
+	p->fsgid = BPF_CORE_READ(cred, fsgid.val);
+	p->cap_inheritable = BPF_CORE_READ(cred, cap_inheritable.val);
+	p->cap_permitted = BPF_CORE_READ(cred, cap_permitted.val);
+	p->cap_effective = BPF_CORE_READ(cred, cap_effective.val);
+	p->cap_bset = BPF_CORE_READ(cred, cap_bset.val);
+	p->cap_ambient = BPF_CORE_READ(cred, cap_ambient.val);
+	p->securebits = BPF_CORE_READ(cred, securebits);
+	p->userns_inum = BPF_CORE_READ(cred, user_ns, ns.inum);
 	gi = BPF_CORE_READ(cred, group_info);
-	p.ngroups = BPF_CORE_READ(gi, ngroups);
+	p->ngroups = BPF_CORE_READ(gi, ngroups);
 	for (i = 0; i < UCR_GROUPS_MAX; i++) {
-		if (i >= p.ngroups)
+		if (i >= p->ngroups)
 			break;
-		p.groups[i] = BPF_CORE_READ(gi, gid[i].val);
+		p->groups[i] = BPF_CORE_READ(gi, gid[i].val);
 	}
-	bpf_seq_write(seq, &p, sizeof(p));
+	bpf_seq_write(seq, p, sizeof(*p));
+}
+
+struct pers_walk {
+	struct seq_file *seq;
+	struct xa_node *node;
+};
+
+/* One slot of the node: a bpf_loop() callback, so it is verified once. */
+static int pers_slot(__u32 i, void *arg)
+{
+	struct pers_walk *w = arg;
+	struct xa_node *node = w->node;	/* BPF_CORE_READ() only of kernel types */
+	__u64 entry = (__u64)BPF_CORE_READ(node, slots[i & (UCR_PERS_IDS - 1)]);
+
+	if (entry && !(entry & 3))
+		write_pers(w->seq, (const struct cred *)entry, i);
+	return 0;
 }
 
 /*
@@ -244,20 +274,16 @@ static __always_inline void write_personalities(struct seq_file *seq,
 						struct io_ring_ctx *ring)
 {
 	__u64 head = (__u64)BPF_CORE_READ(ring, personalities.xa_head);
+	struct pers_walk w = { .seq = seq };
 	struct xa_node *node;
-	int i;
 
 	if (!head || (head & 3) != XA_NODE_TAG)
 		return;
 	node = (struct xa_node *)(head & ~3UL);
 	if (BPF_CORE_READ(node, shift))
 		return;
-	for (i = 0; i < UCR_PERS_IDS; i++) {
-		__u64 entry = (__u64)BPF_CORE_READ(node, slots[i]);
-
-		if (entry && !(entry & 3))
-			write_pers(seq, (const struct cred *)entry, i);
-	}
+	w.node = node;
+	bpf_loop(UCR_PERS_IDS, pers_slot, &w, 0);
 }
 
 SEC("iter/io_uring_file")
