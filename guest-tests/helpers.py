@@ -206,12 +206,15 @@ class Helpers:
                         timed_out=finished.timed_out, output=finished.output,
                         seconds=finished.seconds, saved=saved)
 
-    def start(self, name: str, *args: str, stdin: bool = False) -> Started:
+    def start(self, name: str, *args: str, stdin: bool = False,
+              label: str | None = None) -> Started:
         """Starts program @name, not waited for; its output goes to a file kept
-        with the results (or under the test's tmp_path). With @stdin, its stdin
-        is a pipe (proc.stdin) instead of /dev/null."""
+        with the results (or under the test's tmp_path), named by @label (by
+        default the name and its plain arguments: two programs running at once
+        need labels of their own). With @stdin, its stdin is a pipe (proc.stdin)
+        instead of /dev/null."""
         argv = self.argv(name, args)
-        label = "-".join([name, *(a for a in args if "=" not in a)])
+        label = label or "-".join([name, *(a for a in args if "=" not in a)])
         out = self._output_path(label) or self.tmp_path / f"{_UNSAFE_LABEL.sub('_', label)}.txt"
         offset = out.stat().st_size if out.exists() else 0
         with out.open("ab") as sink:

@@ -45,8 +45,9 @@ def owners() -> Iterator[list[Owner]]:
         owner.kill()
 
 
-def owner_of(helpers: Helpers, owners: list[Owner], name: str, *args: str) -> Owner:
-    owner = start_owner(helpers, name, *args)
+def owner_of(helpers: Helpers, owners: list[Owner], name: str, *args: str,
+             label: str | None = None) -> Owner:
+    owner = start_owner(helpers, name, *args, label=label)
     owners.append(owner)
     return owner
 
@@ -420,8 +421,8 @@ def test_mutual_dumps(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
                       tmp_path: Path, record_property: Any) -> None:
     """Two ring owners dumping each other at once: each finishes or fails cleanly,
     neither is left stopped, every image written is whole."""
-    a = owner_of(helpers, owners, "cr_mutual")
-    b = owner_of(helpers, owners, "cr_mutual")
+    a = owner_of(helpers, owners, "cr_mutual", label="cr_mutual-a")
+    b = owner_of(helpers, owners, "cr_mutual", label="cr_mutual-b")
     dirs = {a.pid: tmp_path / "by-a", b.pid: tmp_path / "by-b"}
     a.send_go(f"{b.pid} {dirs[a.pid]}")
     b.send_go(f"{a.pid} {dirs[b.pid]}")

@@ -131,9 +131,9 @@ class Owner:
             self.started.proc.wait(10)
 
 
-def start_owner(helpers: Helpers, name: str, *args: str) -> Owner:
+def start_owner(helpers: Helpers, name: str, *args: str, label: str | None = None) -> Owner:
     """Starts owner @name and waits (within the test's budget) until it is ready."""
-    started = helpers.start(name, *args, stdin=True)
+    started = helpers.start(name, *args, stdin=True, label=label)
     deadline = time.monotonic() + max(helpers.budget.remaining() / 2, 1.0)
     pause = 0.01
     while True:

@@ -379,6 +379,12 @@ int ucr_freeze(struct ucr_freezer *f, struct ucr_target *t, enum ucr_freeze mode
 		}
 		if (done)
 			break;
+		if (ucr_freeze_broken(f)) {
+			ucr_thaw(f, NULL);
+			return ucr_errf(err, -EAGAIN,
+					"process %d: uringcr itself was stopped for over half a second while freezing it (another dumper or a debugger stopped uringcr), so its guardian resumed the process; it was not dumped",
+					t->pid);
+		}
 		if (ucr_now_us() > deadline) {
 			ucr_thaw(f, NULL);
 			return ucr_errf(err, -ETIMEDOUT,
