@@ -424,20 +424,21 @@ def test_mutual_dumps(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
     a = owner_of(helpers, owners, "cr_mutual", label="cr_mutual-a")
     b = owner_of(helpers, owners, "cr_mutual", label="cr_mutual-b")
     dirs = {a.pid: tmp_path / "by-a", b.pid: tmp_path / "by-b"}
-    a.send_go(f"{b.pid} {dirs[a.pid]}")
-    b.send_go(f"{a.pid} {dirs[b.pid]}")
+    a.send_go(f"{b.pid} {dirs[a.pid]}", close=False)
+    b.send_go(f"{a.pid} {dirs[b.pid]}", close=False)
+    results = {o.pid: o.wait_output(MUTUAL, helpers.budget.remaining() / 2) for o in (a, b)}
     outcomes = {}
     for owner in (a, b):
-        out = owner.go(helpers.budget.remaining())
-        m = MUTUAL.search(out)
-        assert m, out
+        assert owner.wait_state(False, 5 * helpers.timeout_scale) != "T"
+        owner.go(helpers.budget.remaining())
+        m = results[owner.pid]
         ret, msg = int(m.group(1)), m.group(3)
         image = dirs[owner.pid]
         if ret == 0:
             ucr.show(image)
             outcomes[owner.pid] = "dumped"
         else:
-            assert msg and not image.exists(), out
+            assert msg and not image.exists(), m.group(0)
             outcomes[owner.pid] = "failed cleanly"
     record_property("outcomes", json.dumps({
         "dumped": sum(v == "dumped" for v in outcomes.values()),
@@ -641,4 +642,34 @@ def test_dump_ring_settings(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
     files = owner.one("files")
     assert ring["files"]["slots"] == files["slots"] and ring["files"]["used"] == []
     assert ring["state"]["file_alloc"] == [files["alloc_start"], files["alloc_end"]]
+    owner.go(helpers.budget.remaining())
+
+
+def test_stopped_dumper_lifts_the_freeze(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                                         tmp_path: Path) -> None:
+    """uringcr stopped while it holds the owner frozen (as two dumpers freezing each
+    other would be): its guardian resumes the owner, and uringcr, once continued,
+    fails naming why and writes nothing."""
+    owner = owner_of(helpers, owners, "cr_pending", "plain")
+    image = tmp_path / "image"
+    hold = int(3000 * helpers.timeout_scale)
+    with (tmp_path / "dumper.out").open("wb") as out:
+        dumper = subprocess.Popen([str(ucr.exe), "dump", "--pid", str(owner.pid), "-o",
+                                   str(image), "--hold-frozen", str(hold)],
+                                  stdout=out, stderr=subprocess.STDOUT)
+    try:
+        assert owner.wait_state(True, 20 * helpers.timeout_scale) == "T"
+        dumper.send_signal(signal.SIGSTOP)
+        # the guardian lifts the freeze after half a second of a stopped dumper
+        state = owner.wait_state(False, 10 * helpers.timeout_scale)
+        assert state not in ("T", ""), f"the owner is still {state!r} under a stopped dumper"
+        dumper.send_signal(signal.SIGCONT)
+        code = dumper.wait(hold / 1000 + 60 * helpers.timeout_scale)
+    finally:
+        if dumper.poll() is None:
+            dumper.kill()
+            dumper.wait(10)
+    text = (tmp_path / "dumper.out").read_text()
+    assert code == UCR_FAILED and "uringcr itself was stopped" in text, text
+    assert not image.exists()
     owner.go(helpers.budget.remaining())

@@ -84,15 +84,32 @@ class Owner:
             time.sleep(pause)
             pause = min(pause * 2, 0.2)
 
-    def send_go(self, args: str = "") -> None:
-        """Writes "go [args]" to the owner (it starts its continuation)."""
+    def send_go(self, args: str = "", close: bool = True) -> None:
+        """Writes "go [args]" to the owner (it starts its continuation); closes its
+        stdin unless @close is False."""
         proc = self.started.proc
         assert proc.stdin is not None
         try:
             proc.stdin.write(f"go {args}\n".encode() if args else b"go\n")
-            proc.stdin.close()
+            proc.stdin.flush()
+            if close:
+                proc.stdin.close()
         except BrokenPipeError:
             pass
+
+    def wait_output(self, pattern: re.Pattern[str], timeout: float) -> re.Match[str]:
+        """Polls the owner's output until @pattern matches a line in it."""
+        deadline = time.monotonic() + timeout
+        pause = 0.01
+        while True:
+            m = pattern.search(self.started.text())
+            if m:
+                return m
+            if self.started.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"owner {self.pid} never printed {pattern.pattern!r}:\n"
+                            f"{self.started.text()}", pytrace=False)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
     def go(self, timeout: float, args: str = "") -> str:
         """Lets the owner finish; fails the test unless it passed. Its output."""

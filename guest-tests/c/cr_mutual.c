@@ -5,8 +5,9 @@
  * process dumps process <pid> into <dir> while that process dumps this one:
  * each freezes the other, so both may end up stopped, and only the
  * guardians (which lift a freeze whose dumper is itself stopped) get them
- * out. Prints "mutual ret=<-errno> took_ms=<ms> msg=<message>"; passes when
- * the dump finished or failed cleanly and its own ring still works.
+ * out. Prints "mutual ret=<-errno> took_ms=<ms> msg=<message>", stays until
+ * stdin closes (the other may still be dumping it), and passes when the dump
+ * finished or failed cleanly and its own ring still works.
  * test_uringcr.py::test_mutual_dumps runs two of them.
  */
 #include <stdio.h>
@@ -42,7 +43,11 @@ int main(int argc, char *argv[])
 	t0 = now_ms();
 	ret = ucr_dump(&o, dir, &rep, &err);
 	printf("mutual ret=%d took_ms=%ld msg=%s\n", ret, now_ms() - t0, ret ? err.msg : "");
+	fflush(stdout);
 	if (ret && !err.msg[0])
 		return t_fail("a failed dump without a message");
+	/* stay until the test has both results: the other may still dump us */
+	while (fgets(args, sizeof(args), stdin))
+		;
 	return run_nops(&ring, 3, 100) ? t_fail("NOPs after the dumps") : t_pass();
 }
