@@ -317,6 +317,7 @@ def test_image_version_mismatch(helpers: Helpers, ucr: Uringcr, owners: list[Own
     assert "image version '2'" in finished.output and "reads version 1" in finished.output
 
 
+@pytest.mark.timeout_s(90)  # three dumps and 1800 rounds: a minute under TCG
 def test_fuzz_images(helpers: Helpers, ucr: Uringcr, owners: list[Owner], tmp_path: Path,
                      record_property: Any) -> None:
     """Random truncations, byte flips and garbage in real images: each refused cleanly
@@ -556,6 +557,7 @@ def test_dump_fio(helpers: Helpers, ucr: Uringcr, tmp_path: Path, record_propert
         data.unlink(missing_ok=True)
 
 
+@pytest.mark.timeout_s(120)  # 16384 parts: about a minute under TCG
 def test_dump_many(helpers: Helpers, ucr: Uringcr, owners: list[Owner], tmp_path: Path,
                    record_property: Any) -> None:
     """16384 buffers (IORING_MAX_REG_BUFFERS) and 65536 file slots in one ring."""

@@ -808,7 +808,7 @@ static int collect(const struct ucr_opts *o, const char *dir, struct ucr_report 
 	memset(rep, 0, sizeof(*rep));
 	err->code = 0;
 	err->msg[0] = '\0';
-	d.t.pidfd = -1;
+	d.t.pidfd = d.t.mem_fd = d.t.pagemap_fd = -1;
 	ucr_freezer_init(&d.fz);
 	ret = run(&d, dir);
 	ucr_freezer_fini(&d.fz);

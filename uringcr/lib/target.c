@@ -38,6 +38,7 @@ int ucr_target_open(struct ucr_target *t, pid_t pid, struct ucr_err *err)
 
 	memset(t, 0, sizeof(*t));
 	t->pid = pid;
+	t->mem_fd = t->pagemap_fd = -1;
 	t->pidfd = syscall(SYS_pidfd_open, pid, 0);
 	if (t->pidfd < 0) {
 		if (errno == ESRCH)
@@ -58,7 +59,29 @@ void ucr_target_close(struct ucr_target *t)
 {
 	if (t->pidfd > 0)
 		close(t->pidfd);
-	t->pidfd = -1;
+	if (t->mem_fd >= 0)
+		close(t->mem_fd);
+	if (t->pagemap_fd >= 0)
+		close(t->pagemap_fd);
+	t->pidfd = t->mem_fd = t->pagemap_fd = -1;
+}
+
+/* /proc/PID/<name>, kept open in *@fd for the whole dump (thousands of buffers) */
+static int proc_fd(struct ucr_target *t, int *fd, const char *name, struct ucr_err *err)
+{
+	char path[64];
+
+	if (*fd >= 0)
+		return *fd;
+	snprintf(path, sizeof(path), "/proc/%d/%s", t->pid, name);
+	*fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0) {
+		char what[64];
+
+		snprintf(what, sizeof(what), "reading /proc/PID/%s", name);
+		return errno == ENOENT ? gone(err, t->pid, what) : no_rights(err, errno, t->pid, what);
+	}
+	return *fd;
 }
 
 static int cmp_int(const void *a, const void *b)
@@ -174,56 +197,46 @@ int ucr_target_pages_are(struct ucr_target *t, uint64_t addr, uint64_t len,
 			 const uint64_t *pfns, size_t nr_pfns, struct ucr_err *err)
 {
 	uint64_t first = addr >> 12, last = (addr + len - 1) >> 12, i;
-	char path[64];
+	uint64_t e[512];
 	int fd, same = 1;
 
 	if (last - first + 1 != nr_pfns)
 		return 0;
-	snprintf(path, sizeof(path), "/proc/%d/pagemap", t->pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = proc_fd(t, &t->pagemap_fd, "pagemap", err);
 	if (fd < 0)
-		return errno == ENOENT ? gone(err, t->pid, "reading its pagemap")
-				       : no_rights(err, errno, t->pid, "reading /proc/PID/pagemap");
-	for (i = first; i <= last && same; i++) {
-		uint64_t e;
+		return fd;
+	for (i = first; i <= last && same; i += 512) {
+		size_t n = last - i + 1 < 512 ? last - i + 1 : 512, j;
 
-		if (pread(fd, &e, sizeof(e), i * 8) != sizeof(e)) {
-			close(fd);
+		if (pread(fd, e, n * 8, i * 8) != (ssize_t)(n * 8))
 			return ucr_errf(err, -EIO, "process %d: pagemap read at page 0x%" PRIx64 " failed",
 					t->pid, i);
-		}
 		/* bit 63 present; bits 0-54 the PFN (zero without CAP_SYS_ADMIN) */
-		if (!(e >> 63) || (e & ((1ULL << 55) - 1)) != pfns[i - first])
-			same = 0;
+		for (j = 0; j < n && same; j++)
+			if (!(e[j] >> 63) || (e[j] & ((1ULL << 55) - 1)) != pfns[i - first + j])
+				same = 0;
 	}
-	close(fd);
 	return same;
 }
 
 int ucr_target_read(struct ucr_target *t, uint64_t addr, void *buf, size_t len,
 		    struct ucr_err *err)
 {
-	char path[64];
 	size_t got = 0;
-	int fd;
+	int fd = proc_fd(t, &t->mem_fd, "mem", err);
 
-	snprintf(path, sizeof(path), "/proc/%d/mem", t->pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return errno == ENOENT ? gone(err, t->pid, "reading its memory")
-				       : no_rights(err, errno, t->pid, "reading /proc/PID/mem");
+		return fd;
 	while (got < len) {
 		ssize_t n = pread(fd, (char *)buf + got, len - got, addr + got);
 
 		if (n <= 0) {
 			int e = n ? errno : EIO;
 
-			close(fd);
 			return ucr_errf(err, -e, "process %d: reading its memory at 0x%" PRIx64 ": %s",
 					t->pid, addr + got, strerror(e));
 		}
 		got += n;
 	}
-	close(fd);
 	return 0;
 }

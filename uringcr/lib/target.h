@@ -14,6 +14,8 @@ struct ucr_target {
 	pid_t pid;
 	int pidfd;
 	char comm[64];
+	int mem_fd;		/* /proc/PID/mem and pagemap, opened on first use */
+	int pagemap_fd;
 };
 
 /* pidfd_open(): fails naming the pid when it does not exist. */
