@@ -189,11 +189,11 @@ class Uringcr:
         pytest.fail(f"no JSON in the output\n{finished.describe()}", pytrace=False)
 
     def dump(self, owner: Owner, image: Path, *extra: str, label: str = "dump",
-             want: int = UCR_OK) -> tuple[Finished, dict[str, Any]]:
+             want: int = UCR_OK, prefix: tuple[str, ...] = ()) -> tuple[Finished, dict[str, Any]]:
         """uringcr dump --json of @owner into @image; fails unless it exits @want.
         The report, when uringcr printed one (it does once it found the rings)."""
         finished = self.run("dump", "--pid", str(owner.pid), "-o", image, "--json", *extra,
-                            label=label)
+                            label=label, prefix=prefix)
         if finished.returncode != want:
             pytest.fail(f"uringcr dump exited {finished.returncode}, not {want}\n"
                         f"{finished.describe()}", pytrace=False)
@@ -201,8 +201,10 @@ class Uringcr:
         report = self.json_of(finished) if want in (UCR_OK, UCR_REFUSED) or has_json else {}
         return finished, report
 
-    def check(self, owner: Owner, *extra: str, want: int) -> dict[str, Any]:
-        finished = self.run("check", "--pid", str(owner.pid), "--json", *extra, label="check")
+    def check(self, owner: Owner, *extra: str, want: int,
+              prefix: tuple[str, ...] = ()) -> dict[str, Any]:
+        finished = self.run("check", "--pid", str(owner.pid), "--json", *extra, label="check",
+                            prefix=prefix)
         if finished.returncode != want:
             pytest.fail(f"uringcr check exited {finished.returncode}, not {want}\n"
                         f"{finished.describe()}", pytrace=False)

@@ -3,7 +3,9 @@
  * Description: registered buffers for uringcr to dump: a sparse table of
  * 12 slots with sizes from 1 byte to 1 MiB, starts and ends mid-page,
  * anonymous, THP (madvise), shmem (a memfd mapped shared) and hugetlb
- * (when the pool has pages; argv "hugetlb=0" leaves that slot empty).
+ * (when the pool has pages; argv "hugetlb=0" leaves that slot empty), and
+ * in slot 9 three pages unmapped right after registration (the ring pins
+ * them; nothing maps them: mapped=0 in its expect line).
  * Every buffer is filled with its own pattern; "expect buf" lines give
  * slot, address, length and the CRC32 of the contents, "expect bufs" the
  * table size. After "go" it checks the contents are untouched.
@@ -13,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "guest.h"
@@ -61,6 +64,27 @@ static char *map_shmem(size_t len)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+/*
+ * The CRC32 of a registered buffer nothing maps any more: WRITE_FIXED of it
+ * into a memfd, read back. 0 on failure (no buffer here has that CRC).
+ */
+static uint32_t unmapped_crc(struct io_uring *ring, int slot, void *addr, size_t len)
+{
+	struct io_uring_sqe *sqe = get_sqe(ring);
+	int fd = memfd_create("cr_bufs_out", 0), res;
+	char *back = malloc(len);
+	uint32_t crc = 0;
+
+	if (fd < 0 || !back || !sqe)
+		return 0;
+	io_uring_prep_write_fixed(sqe, fd, addr, len, 0, slot);
+	if (!ring_submit_wait(ring, &res) && res == (int)len && pread(fd, back, len, 0) == (ssize_t)len)
+		crc = crc_of(back, len);
+	free(back);
+	close(fd);
+	return crc;
+}
+
 int main(int argc, char *argv[])
 {
 	struct iovec iov[NR_SLOTS] = {};
@@ -82,7 +106,7 @@ int main(int argc, char *argv[])
 	if (madvise(small, 16 * PAGE_SZ, MADV_NOHUGEPAGE))
 		t_diag("madvise(MADV_NOHUGEPAGE) failed");
 
-	/* slots 1, 5 and 9 stay empty */
+	/* slots 1 and 5 stay empty */
 	iov[0] = (struct iovec){ small + 10, 1 };
 	iov[2] = (struct iovec){ small + PAGE_SZ, PAGE_SZ };
 	iov[3] = (struct iovec){ small + 2 * PAGE_SZ + 100, 3 * PAGE_SZ + 200 };
@@ -91,6 +115,9 @@ int main(int argc, char *argv[])
 	iov[7] = (struct iovec){ shm, 64 * 1024 };
 	iov[8] = (struct iovec){ small + 8 * PAGE_SZ - 1, 2 };
 	iov[10] = (struct iovec){ small + 10 * PAGE_SZ, 6 * PAGE_SZ };
+	iov[9] = (struct iovec){ map_anon(3 * PAGE_SZ, 0), 3 * PAGE_SZ };
+	if (!iov[9].iov_base)
+		return t_fail("mmap");
 	if (huge)
 		iov[11] = (struct iovec){ huge, HPAGE_SZ };
 	else
@@ -112,20 +139,25 @@ int main(int argc, char *argv[])
 		t_diag("io_uring_register_buffers: %s", strerror(-ret));
 		return t_fail("register buffers");
 	}
+	/* from here on only the ring holds slot 9's pages */
+	if (munmap(iov[9].iov_base, iov[9].iov_len))
+		return t_fail("munmap");
 	expect_ring("bufs", &ring, &p);
 	expect("bufs", "slots=%d", NR_SLOTS);
 	for (i = 0; i < NR_SLOTS; i++) {
 		if (iov[i].iov_base)
-			expect("buf", "slot=%d addr=%lu len=%zu crc32=%u", i,
-			       (unsigned long)iov[i].iov_base, iov[i].iov_len, crc[i]);
+			expect("buf", "slot=%d addr=%lu len=%zu crc32=%u mapped=%d", i,
+			       (unsigned long)iov[i].iov_base, iov[i].iov_len, crc[i], i != 9);
 	}
 	if (owner_wait())
 		return t_fail("no go");
 	for (i = 0; i < NR_SLOTS; i++) {
-		if (iov[i].iov_base && crc_of(iov[i].iov_base, iov[i].iov_len) != crc[i]) {
+		if (i != 9 && iov[i].iov_base && crc_of(iov[i].iov_base, iov[i].iov_len) != crc[i]) {
 			t_diag("slot %d changed", i);
 			return t_fail("the dump changed a buffer");
 		}
 	}
+	if (unmapped_crc(&ring, 9, iov[9].iov_base, iov[9].iov_len) != crc[9])
+		return t_fail("the unmapped buffer's pages changed");
 	return run_nops(&ring, 2, 1) ? t_fail("NOPs after the dump") : t_pass();
 }

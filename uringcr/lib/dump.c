@@ -20,6 +20,7 @@
 
 #include "image.h"
 #include "internal.h"
+#include "kcore.h"
 #include "probe.h"
 #include "target.h"
 
@@ -38,6 +39,8 @@ struct dumper {
 	int *fds;		/* the dumper's copies */
 	size_t nr;
 	struct ucr_ring_rec *k0; /* each ring's record at the drain */
+	struct ucr_kcore *kcore; /* for buffers whose mapping is gone */
+	struct ucr_err kcore_err;
 	uint64_t t_drain0, t_drain1;
 };
 
@@ -610,6 +613,44 @@ static int find_registered(struct dumper *d)
 	return 0;
 }
 
+/*
+ * Bytes [@off, @off+@n) of a buffer whose mapping is gone, from the pages
+ * it pins: the buffer is its bio_vecs' bytes in order, each bvec
+ * bv_len bytes from bv_offset into the folio at its PFN.
+ */
+static int read_pinned(struct dumper *d, const struct ucr_buf *b, uint64_t off,
+		       char *buf, size_t n)
+{
+	uint64_t pos = 0;
+	uint32_t i;
+
+	for (i = 0; i < b->nr_bvecs && n; i++) {
+		const struct ucr_bvec *v = &b->bv[i];
+		uint64_t skip, take;
+		int ret;
+
+		if (off >= pos + v->len) {
+			pos += v->len;
+			continue;
+		}
+		skip = off - pos;
+		take = v->len - skip < n ? v->len - skip : n;
+		ret = ucr_kcore_read(d->kcore, (v->pfn << 12) + v->offset + skip, buf, take, d->err);
+		if (ret)
+			return ucr_errf(d->err, ret,
+					"process %d: buffer slot %u: reading its pinned pages: %s",
+					d->t.pid, b->slot, d->err->msg);
+		buf += take;
+		off += take;
+		n -= take;
+		pos += v->len;
+	}
+	if (n)
+		return ucr_errf(d->err, -EPROTO, "process %d: buffer slot %u: its bvecs hold fewer bytes than its length",
+				d->t.pid, b->slot);
+	return 0;
+}
+
 static int copy_buf(struct dumper *d, struct ucr_writer *w, unsigned int ri,
 		    const struct ucr_buf *b, char *chunk)
 {
@@ -622,7 +663,10 @@ static int copy_buf(struct dumper *d, struct ucr_writer *w, unsigned int ri,
 	for (off = 0; !ret && off < b->len; off += COPY_CHUNK) {
 		size_t n = b->len - off < COPY_CHUNK ? b->len - off : COPY_CHUNK;
 
-		ret = ucr_target_read(&d->t, b->addr + off, chunk, n, d->err);
+		if (b->mapped)
+			ret = ucr_target_read(&d->t, b->addr + off, chunk, n, d->err);
+		else
+			ret = read_pinned(d, b, off, chunk, n);
 		if (!ret)
 			ret = ucr_w_part_write(w, chunk, n, d->err);
 		if (d->o->progress && b->len >= (16 << 20))
@@ -642,13 +686,17 @@ static int copy_buf(struct dumper *d, struct ucr_writer *w, unsigned int ri,
 	return ret;
 }
 
-/* Buffers must still be mapped at their address by the pages they pin. */
-static int check_buf_pages(struct dumper *d, const struct ucr_ring *r)
+/*
+ * Is each buffer still mapped at its address by the pages it pins? Then its
+ * contents are read through /proc/PID/mem; if not (unmapped or replaced
+ * after registration), from the pinned pages through /proc/kcore.
+ */
+static int check_buf_pages(struct dumper *d, struct ucr_ring *r)
 {
 	uint32_t i;
 
 	for (i = 0; i < r->nr_used_bufs; i++) {
-		const struct ucr_buf *b = &r->bufs[i];
+		struct ucr_buf *b = &r->bufs[i];
 		size_t n;
 		uint64_t *pfns = pinned_pfns(b, &n);
 		int same;
@@ -659,10 +707,15 @@ static int check_buf_pages(struct dumper *d, const struct ucr_ring *r)
 		free(pfns);
 		if (same < 0)
 			return same;
-		if (!same)
+		b->mapped = same;
+		if (same)
+			continue;
+		if (!d->kcore && !d->kcore_err.code)
+			ucr_kcore_open(&d->kcore, &d->kcore_err);
+		if (!d->kcore)
 			ucr_refuse(d->rep, "buffer-unmapped", r->fd,
-				   "buffer slot %u (0x%" PRIx64 ", %" PRIu64 " bytes): its pinned pages are no longer mapped at its address (unmapped or replaced after registration); reading them another way is not done yet",
-				   b->slot, b->addr, b->len);
+				   "buffer slot %u (0x%" PRIx64 ", %" PRIu64 " bytes): its pinned pages are no longer mapped at its address (unmapped or replaced after registration), and they cannot be read another way: %s",
+				   b->slot, b->addr, b->len, d->kcore_err.msg);
 	}
 	return 0;
 }
@@ -823,6 +876,7 @@ static int collect(const struct ucr_opts *o, const char *dir, struct ucr_report 
 	free(d.owner_fds);
 	free(d.k0);
 	ucr_probe_close(d.probe);
+	ucr_kcore_close(d.kcore);
 	ucr_target_close(&d.t);
 	return ret;
 }

@@ -229,9 +229,9 @@ static void ring_text(struct text *t, const struct ucr_ring *r)
 	for (i = 0; i < r->nr_used_bufs; i++) {
 		const struct ucr_buf *b = &r->bufs[i];
 
-		tprintf(t, "buf slot=%u addr=0x%" PRIx64 " len=%" PRIu64 " folio_shift=%u nr_bvecs=%u refs=%u acct_pages=%" PRIu64 " id=0x%" PRIx64 "\n",
+		tprintf(t, "buf slot=%u addr=0x%" PRIx64 " len=%" PRIu64 " folio_shift=%u nr_bvecs=%u refs=%u acct_pages=%" PRIu64 " id=0x%" PRIx64 " mapped=%d\n",
 			b->slot, b->addr, b->len, b->folio_shift, b->nr_bvecs,
-			b->refs, b->acct_pages, b->id);
+			b->refs, b->acct_pages, b->id, b->mapped);
 		for (j = 0; j < b->nr_bvecs; j++)
 			tprintf(t, "bvec index=%u pfn=0x%" PRIx64 " len=%u offset=%u\n",
 				j, b->bv[j].pfn, b->bv[j].len, b->bv[j].offset);
@@ -564,6 +564,7 @@ static int parse_bufs(struct reader *rd, const char *part, struct lines *l,
 		U64(&kv, "refs", 1, UINT32_MAX, b->refs);
 		U64(&kv, "acct_pages", 0, pages << 9, b->acct_pages);
 		U64(&kv, "id", 0, UINT64_MAX, b->id);
+		U64(&kv, "mapped", 0, 1, b->mapped);
 		if (done(rd, part, line, &kv))
 			return -EINVAL;
 		if (b->addr + b->len < b->addr)

@@ -7,6 +7,7 @@
 #define UCR_INTERNAL_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <linux/types.h>
@@ -38,6 +39,7 @@ struct ucr_buf {
 	uint64_t id;		/* kernel identity: equal ids are one buffer */
 	struct ucr_bvec *bv;
 	uint32_t have_bv;	/* bvecs seen so far (dump) */
+	bool mapped;		/* still mapped at addr by the pages it pins */
 };
 
 struct ucr_file {

@@ -143,9 +143,9 @@ static void ring_json(FILE *out, unsigned int idx, const struct ucr_ring *r)
 	for (i = 0; i < r->nr_used_bufs; i++) {
 		const struct ucr_buf *b = &r->bufs[i];
 
-		fprintf(out, "%s{\"slot\":%u,\"addr\":%" PRIu64 ",\"len\":%" PRIu64 ",\"folio_shift\":%u,\"nr_bvecs\":%u,\"refs\":%u,\"acct_pages\":%" PRIu64 ",\"part\":\"ring%u.buf%u\",\"bvecs\":[",
+		fprintf(out, "%s{\"slot\":%u,\"addr\":%" PRIu64 ",\"len\":%" PRIu64 ",\"folio_shift\":%u,\"nr_bvecs\":%u,\"refs\":%u,\"acct_pages\":%" PRIu64 ",\"mapped\":%s,\"part\":\"ring%u.buf%u\",\"bvecs\":[",
 			i ? "," : "", b->slot, b->addr, b->len, b->folio_shift, b->nr_bvecs, b->refs,
-			b->acct_pages, idx, b->slot);
+			b->acct_pages, b->mapped ? "true" : "false", idx, b->slot);
 		for (uint32_t j = 0; j < b->nr_bvecs; j++)
 			fprintf(out, "%s[%" PRIu64 ",%u,%u]", j ? "," : "", b->bv[j].pfn, b->bv[j].len,
 				b->bv[j].offset);
