@@ -681,3 +681,53 @@ def test_stopped_dumper_lifts_the_freeze(helpers: Helpers, ucr: Uringcr, owners:
     assert code == UCR_FAILED and "uringcr itself was stopped" in text, text
     assert not image.exists()
     owner.go(helpers.budget.remaining())
+
+
+def _reseal(image: Path) -> None:
+    """New sizes and CRC32s in the manifest, as uringcr writes them (README, "The image")."""
+    manifest = image / "manifest"
+    lines = []
+    for line in manifest.read_text().splitlines():
+        if line.startswith("part "):
+            name = line.split()[1].removeprefix("name=")
+            data = (image / name).read_bytes()
+            line = f"part name={name} size={len(data)} crc32=0x{zlib.crc32(data):08x}"
+        elif line.startswith("manifest "):
+            continue
+        lines.append(line + "\n")
+    body = "".join(lines)
+    manifest.write_text(body + f"manifest crc32=0x{zlib.crc32(body.encode()):08x}\n")
+
+
+def test_image_counters_wrap(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                             tmp_path: Path) -> None:
+    """Counters that wrap past 2^32 in an image: the reader takes them and finds the
+    pending entries across the wrap. (The image is a real one with its counters moved
+    to just below 2^32: a ring gets there only after 2^32 requests.)"""
+    image = tmp_path / "image"
+    _image_of(helpers, ucr, owners, image, "cr_pending", "plain")
+    text = (image / "ring0.txt").read_text()
+    fields = {k: int(v) for line in text.splitlines() if line.startswith(("memory ", "kernel "))
+              for k, v in (kv.split("=") for kv in line.split()[1:]) if v.isdigit()}
+    base = 2**32 - 2
+    moved = {"sq_head": base, "sq_tail": (base + fields["sq_tail"] - fields["sq_head"]) % 2**32,
+             "cq_head": base - 1, "cq_tail": (base - 1 + fields["cq_tail"] - fields["cq_head"]) % 2**32}
+    moved["cached_sq_head"], moved["cached_cq_tail"] = moved["sq_head"], moved["cq_tail"]
+    out = []
+    for line in text.splitlines():
+        if line.startswith(("memory ", "kernel ")):
+            parts = [line.split()[0]]
+            for kv in line.split()[1:]:
+                k, v = kv.split("=")
+                parts.append(f"{k}={moved[k]}" if k in moved else kv)
+            line = " ".join(parts)
+        out.append(line + "\n")
+    (image / "ring0.txt").write_text("".join(out))
+    _reseal(image)
+    ring = ucr.show(image)["rings"][0]
+    assert ring["memory"]["sq_head"] == base and ring["memory"]["sq_tail"] < base
+    positions = [s["position"] for s in ring["sqes_pending"]]
+    assert positions == [(base + i) % 2**32 for i in range(fields["sq_tail"] - fields["sq_head"])]
+    assert [c["position"] for c in ring["cqes_pending"]] == \
+        [(base - 1 + i) % 2**32 for i in range(fields["cq_tail"] - fields["cq_head"])]
+    assert len(ring["sqes_pending"]) == 3 and len(ring["cqes_pending"]) == 3
