@@ -817,8 +817,15 @@ static int run(struct dumper *d, const char *dir)
 		for (i = 0; !ret && i < d->nr; i++) {
 			const struct ucr_ring *r = &d->img.rings[i];
 
-			for (uint32_t b = 0; !ret && b < r->nr_used_bufs; b++)
+			for (uint32_t b = 0; !ret && b < r->nr_used_bufs; b++) {
 				ret = copy_buf(d, &w, i, &r->bufs[b], chunk);
+				/* many small buffers: a line redrawn every 256 */
+				if (o->progress && r->nr_used_bufs >= 1024 &&
+				    (b % 256 == 255 || b + 1 == r->nr_used_bufs))
+					fprintf(stderr, "\ruringcr: ring fd %d: %u/%u buffers%s", r->fd,
+						b + 1, r->nr_used_bufs,
+						b + 1 == r->nr_used_bufs ? "\n" : "");
+			}
 			if (!ret)
 				ret = ucr_w_ring(&w, i, r, d->err);
 		}
