@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* The image writer (image.c), used by the dumper. */
+/* The image writer (image_write.c), used by the dumper. */
 #ifndef UCR_IMAGE_H
 #define UCR_IMAGE_H
 
@@ -9,6 +9,10 @@
 #include <stdint.h>
 
 #include "internal.h"
+
+/* the image directory's own file, and its first line's word */
+#define MANIFEST	"manifest"
+#define MAGIC		"uringcr-image"
 
 struct ucr_wpart {
 	char name[64];
