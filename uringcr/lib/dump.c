@@ -23,26 +23,11 @@
 #include "kcore.h"
 #include "probe.h"
 #include "target.h"
+#include "dumper.h"
 
 #define CONSISTENT_TRIES	3
 #define COPY_CHUNK		(1 << 20)
 
-struct dumper {
-	const struct ucr_opts *o;
-	struct ucr_report *rep;
-	struct ucr_err *err;
-	struct ucr_target t;
-	struct ucr_freezer fz;
-	struct ucr_probe *probe;
-	struct ucr_image img;
-	int *owner_fds;		/* ring fds in the owner */
-	int *fds;		/* the dumper's copies */
-	size_t nr;
-	struct ucr_ring_rec *k0; /* each ring's record at the drain */
-	struct ucr_kcore *kcore; /* for buffers whose mapping is gone */
-	struct ucr_err kcore_err;
-	uint64_t t_drain0, t_drain1;
-};
 
 void ucr_opts_default(struct ucr_opts *o)
 {
@@ -51,144 +36,6 @@ void ucr_opts_default(struct ucr_opts *o)
 	o->freeze = UCR_FREEZE_SIGSTOP;
 	o->drain_ms = 2000;
 	o->lock_ms = 5000;
-}
-
-static void pause_ms(unsigned int ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-static const char *op_name(unsigned int op)
-{
-	static const char *const names[] = {
-		[IORING_OP_NOP] = "NOP", [IORING_OP_READV] = "READV",
-		[IORING_OP_WRITEV] = "WRITEV", [IORING_OP_FSYNC] = "FSYNC",
-		[IORING_OP_READ_FIXED] = "READ_FIXED", [IORING_OP_WRITE_FIXED] = "WRITE_FIXED",
-		[IORING_OP_POLL_ADD] = "POLL_ADD", [IORING_OP_SENDMSG] = "SENDMSG",
-		[IORING_OP_RECVMSG] = "RECVMSG", [IORING_OP_TIMEOUT] = "TIMEOUT",
-		[IORING_OP_ACCEPT] = "ACCEPT", [IORING_OP_CONNECT] = "CONNECT",
-		[IORING_OP_READ] = "READ", [IORING_OP_WRITE] = "WRITE",
-		[IORING_OP_SEND] = "SEND", [IORING_OP_RECV] = "RECV",
-	};
-
-	if (op < sizeof(names) / sizeof(names[0]) && names[op])
-		return names[op];
-	return "op";
-}
-
-/* "READ x2, POLL_ADD" from the PollList of the ring's fdinfo, if it shows any. */
-static void poll_ops(struct dumper *d, int owner_fd, char *out, size_t size)
-{
-	unsigned int count[256] = {};
-	char path[64], line[256];
-	size_t o = 0;
-	FILE *f;
-	int in_list = 0;
-
-	out[0] = '\0';
-	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", d->t.pid, owner_fd);
-	f = fopen(path, "re");
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned int op;
-
-		if (!strncmp(line, "PollList:", 9))
-			in_list = 1;
-		else if (in_list && sscanf(line, " op=%u,", &op) == 1 && op < 256)
-			count[op]++;
-		else if (in_list && line[0] != ' ')
-			in_list = 0;
-	}
-	fclose(f);
-	for (unsigned int op = 0; op < 256 && o + 32 < size; op++) {
-		if (!count[op])
-			continue;
-		o += snprintf(out + o, size - o, "%s%s(%u)", o ? ", " : "", op_name(op), op);
-		if (count[op] > 1)
-			o += snprintf(out + o, size - o, " x%u", count[op]);
-	}
-}
-
-static uint32_t inflight(const struct ucr_ring_rec *k)
-{
-	/* io_uring's own IOSQE_IO_DRAIN condition (req_need_defer()) */
-	return k->cached_sq_head + k->cq_extra - k->cached_cq_tail;
-}
-
-static int ring_record(struct dumper *d, size_t i, struct ucr_ring_rec *k)
-{
-	struct ucr_bvec_rec *bv;
-	char what[96];
-	size_t n;
-	int ret;
-
-	snprintf(what, sizeof(what), "process %d, ring fd %d", d->t.pid, d->owner_fds[i]);
-	ret = ucr_probe_bufs(d->probe, d->fds[i], d->o->lock_ms, k, &bv, &n,
-			     &d->rep->stats.edeadlk_retries, what, d->err);
-	if (!ret)
-		free(bv);
-	return ret;
-}
-
-/*
- * Waits until no ring has requests in flight. A stopped task runs no
- * task_work, so with SIGSTOP the owner is let run for a moment between
- * looks; the cgroup freezer lets task_work run, so there it only waits.
- */
-static int drain(struct dumper *d)
-{
-	uint64_t deadline = ucr_now_us() + (uint64_t)d->o->drain_ms * 1000;
-	unsigned int ms = 1;
-	int ret;
-
-	d->t_drain0 = ucr_now_us();
-	for (;;) {
-		size_t busy = 0, i;
-
-		for (i = 0; i < d->nr; i++) {
-			ret = ring_record(d, i, &d->k0[i]);
-			if (ret)
-				return ret;
-			if (inflight(&d->k0[i]))
-				busy++;
-		}
-		if (!busy)
-			break;
-		if (ucr_now_us() >= deadline) {
-			for (i = 0; i < d->nr; i++) {
-				char ops[256];
-				uint32_t n = inflight(&d->k0[i]);
-
-				if (!n)
-					continue;
-				poll_ops(d, d->owner_fds[i], ops, sizeof(ops));
-				ucr_refuse(d->rep, "in-flight", d->owner_fds[i],
-					   "%u request%s still in flight after %u ms%s%s%s: a dump carries no in-flight request; dump when they complete, cancel them, or wait longer (--drain-timeout)",
-					   n, n == 1 ? "" : "s", d->o->drain_ms,
-					   ops[0] ? " (waiting on poll: " : "", ops,
-					   ops[0] ? ")" : d->k0[i].timeouts_pending ? " (timeouts pending)" : "");
-			}
-			break;
-		}
-		if (d->o->freeze == UCR_FREEZE_SIGSTOP && d->fz.frozen) {
-			ret = ucr_thaw(&d->fz, d->err);
-			if (!ret)
-				pause_ms(ms);
-			if (!ret)
-				ret = ucr_freeze(&d->fz, &d->t, d->o->freeze, d->err);
-			if (ret)
-				return ret;
-		} else {
-			pause_ms(ms);
-		}
-		if (ms < 64)
-			ms *= 2;
-	}
-	d->t_drain1 = ucr_now_us();
-	return 0;
 }
 
 static int cmp_bvec(const void *a, const void *b)
@@ -375,82 +222,6 @@ static uint32_t idle_ms(struct dumper *d, size_t i, const struct ucr_ring_rec *k
 	}
 	return (uint64_t)k->sq_thread_idle * 1000 / hz;
 }
-
-static void refuse_ring(struct dumper *d, const struct ucr_ring *r)
-{
-	const struct ucr_ring_rec *k = &r->k;
-	int fd = r->fd;
-	uint32_t i;
-
-	if (k->flags & IORING_SETUP_IOPOLL)
-		ucr_refuse(d->rep, "iopoll", fd,
-			   "IORING_SETUP_IOPOLL: polled completions need the same O_DIRECT files on a device that polls; not carried yet");
-	if (k->flags & IORING_SETUP_ATTACH_WQ)
-		ucr_refuse(d->rep, "attach-wq", fd,
-			   "IORING_SETUP_ATTACH_WQ: the ring shares another ring's io-wq/SQPOLL thread; the sharing is not carried yet");
-	if (k->flags & IORING_SETUP_NO_MMAP)
-		ucr_refuse(d->rep, "no-mmap", fd,
-			   "IORING_SETUP_NO_MMAP: the rings live in application memory that the dump does not map");
-	if (k->has_pbufs)
-		ucr_refuse(d->rep, "provided-buffers", fd,
-			   "provided buffers (IORING_REGISTER_PBUF_RING or IORING_OP_PROVIDE_BUFFERS): no 6.12 interface sets a buffer ring's head, and legacy lists are not visible");
-	if (k->has_evfd && r->evfd < 0)
-		ucr_refuse(d->rep, "eventfd", fd,
-			   "the registered eventfd (IORING_REGISTER_EVENTFD) is not an fd of the process (it was closed after registering): a restore could not hand it back");
-	if (k->napi_enabled)
-		ucr_refuse(d->rep, "napi", fd,
-			   "NAPI busy polling (IORING_REGISTER_NAPI): the NAPI ids belong to this host's devices");
-	if (k->pers_deep)
-		ucr_refuse(d->rep, "personalities", fd,
-			   "a personality id of %d or more (IORING_REGISTER_PERSONALITY): only ids below it are read",
-			   UCR_PERS_IDS);
-	if (k->has_personalities && !r->nr_pers && !k->pers_deep)
-		ucr_refuse(d->rep, "personalities", fd,
-			   "the personality table is not empty, but the walk found no personality in it");
-	for (i = 0; i < r->nr_pers; i++) {
-		if (r->pers[i].ngroups > UCR_GROUPS_MAX || r->pers[i].ngroups < 0)
-			ucr_refuse(d->rep, "personalities", fd,
-				   "personality %u has %d supplementary groups, more than the %d an image holds",
-				   r->pers[i].id, r->pers[i].ngroups, UCR_GROUPS_MAX);
-	}
-	if (k->overflow)
-		ucr_refuse(d->rep, "cq-overflow", fd,
-			   "CQEs waiting on the overflow list (the CQ was full): reap the CQ first, then dump");
-	for (i = 0; i < r->nr_used_bufs; i++) {
-		if (r->bufs[i].refs > 1)
-			ucr_refuse(d->rep, "buffer-shared", fd,
-				   "buffer slot %u is shared (IORING_REGISTER_CLONE_BUFFERS, %u references): sharing is not carried yet",
-				   r->bufs[i].slot, r->bufs[i].refs);
-	}
-	for (i = 0; i < r->nr_used_files; i++) {
-		const struct ucr_file *f = &r->files[i];
-		const char *kind = NULL;
-
-		if (f->sk_type >= 0 || !strncmp(f->path, "socket:", 7))
-			kind = "a socket";
-		else if (!strncmp(f->path, "pipe:", 5))
-			kind = "a pipe";
-		else if (!strncmp(f->path, "anon_inode:", 11))
-			kind = "an anonymous inode";
-		if (kind) {
-			ucr_refuse(d->rep, "file-unopenable", fd,
-				   "file slot %u is %s (%s): it has no path to reopen it by",
-				   f->slot, kind, f->path);
-			continue;
-		}
-		if (!f->path[0]) {
-			ucr_refuse(d->rep, "file-path", fd,
-				   "file slot %u: its path is longer than %d bytes", f->slot,
-				   UCR_PATH_MAX - 1);
-			continue;
-		}
-		if (!f->nlink || strstr(f->path, " (deleted)"))
-			ucr_refuse(d->rep, "file-unlinked", fd,
-				   "file slot %u (%s) was unlinked: it cannot be reopened by its path",
-				   f->slot, f->path);
-	}
-}
-
 /* Reads ring i in full: two walks that must agree, then its mapping. */
 static int read_ring(struct dumper *d, size_t i, struct ucr_ring *r)
 {
@@ -794,8 +565,8 @@ static int run(struct dumper *d, const char *dir)
 	if (ret)
 		return ret;
 	if (o->hold_ms)
-		pause_ms(o->hold_ms);
-	ret = drain(d);
+		ucr_pause_ms(o->hold_ms);
+	ret = ucr_drain(d);
 	if (!ret)
 		ret = find_registered(d);
 	for (i = 0; !ret && i < d->nr; i++)
@@ -803,7 +574,7 @@ static int run(struct dumper *d, const char *dir)
 	if (!ret)
 		ret = find_eventfds(d);
 	for (i = 0; !ret && i < d->nr; i++) {
-		refuse_ring(d, &d->img.rings[i]);
+		ucr_refuse_ring(d, &d->img.rings[i]);
 		ret = check_buf_pages(d, &d->img.rings[i]);
 	}
 	if (!ret && dir && d->rep->nr_refusals)

@@ -6,7 +6,7 @@
  * SIGCONT'ed afterwards unless it was stopped before. A stopped task runs
  * no task_work, so completions io_uring queues to it (most that are not
  * inline) wait until it runs again: the dump's drain thaws briefly when it
- * must (dump.c).
+ * must (drain.c).
  *
  * cgroup v2 freezer (--freeze=cgroup): cgroup.freeze of the process's
  * cgroup. A frozen task still runs its task_work, so completions arrive
@@ -87,13 +87,6 @@ static int thread_states(pid_t pid, int *running, int *stopped, int *total)
 	}
 	closedir(d);
 	return 0;
-}
-
-static void pause_ms(unsigned int ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
 }
 
 static int read_small(const char *path, char *buf, size_t size)
@@ -391,7 +384,7 @@ int ucr_freeze(struct ucr_freezer *f, struct ucr_target *t, enum ucr_freeze mode
 					"process %d did not freeze within %d ms (a thread in uninterruptible sleep?); it was resumed",
 					t->pid, STOP_WAIT_MS);
 		}
-		pause_ms(ms);
+		ucr_pause_ms(ms);
 	}
 	f->t_frozen = ucr_now_us();
 	if (!f->first_frozen) {

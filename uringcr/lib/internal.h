@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The library's own model of a dumped ring, shared by the dumper (dump.c),
- * the image writer and reader (image.c) and show.c. Not installed.
+ * the image writer and reader (image_write.c, image_read.c) and show.c.
+ * Not installed.
  */
 #ifndef UCR_INTERNAL_H
 #define UCR_INTERNAL_H
@@ -106,6 +107,8 @@ struct ucr_image {
 int ucr_errf(struct ucr_err *err, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 uint64_t ucr_now_us(void);
+/* a pause, not a wait on an event: the backoffs of the EDEADLK and drain loops */
+void ucr_pause_ms(unsigned int ms);
 uint32_t ucr_crc32(uint32_t crc, const void *buf, size_t len);
 /* %XX for bytes outside [!-~] and for '%'; @out of 3 * strlen(in) + 1 */
 void ucr_escape(const char *in, char *out, size_t size);
@@ -133,7 +136,7 @@ const char *ucr_kv_str(struct ucr_kv *kv, const char *key);
 /* The first key no getter took, or NULL: unknown keys are errors. */
 const char *ucr_kv_unused(const struct ucr_kv *kv);
 
-/* image.c */
+/* image_write.c, image_read.c */
 int ucr_image_write(const struct ucr_image *img, const char *dir,
 		    struct ucr_stats *stats, struct ucr_err *err);
 /* testing (the fuzzer): rewrite the manifest's sizes and checksums */

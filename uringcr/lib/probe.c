@@ -70,13 +70,6 @@ void ucr_probe_close(struct ucr_probe *p)
 	free(p);
 }
 
-static void pause_ms(unsigned int ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
 /* The whole walk of @link into a malloc'd buffer. */
 static int read_all(struct bpf_link *link, unsigned int lock_ms, char **out,
 		    size_t *out_len, uint64_t *retries, const char *what,
@@ -122,7 +115,7 @@ static int read_all(struct bpf_link *link, unsigned int lock_ms, char **out,
 						"%s: the ring's uring_lock stayed held for %u ms (EDEADLK on every read: a task is inside io_uring_enter() or io_uring_register(), e.g. blocked on a page fault); dump it when that ends, or wait longer with --lock-timeout",
 						what, lock_ms);
 			}
-			pause_ms(backoff);
+			ucr_pause_ms(backoff);
 			if (backoff < 64)
 				backoff *= 2;
 			continue;

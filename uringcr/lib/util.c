@@ -32,6 +32,13 @@ uint64_t ucr_now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+void ucr_pause_ms(unsigned int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
 uint32_t ucr_crc32(uint32_t crc, const void *buf, size_t len)
 {
 	/* zlib's crc32() takes a uInt length */

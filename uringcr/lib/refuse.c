@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * What an image cannot carry, by name (README.md, "Refusals"): the ring's
+ * setup and settings, its buffers and its files. Buffers whose pages are
+ * not mapped any more are judged in dump.c, where /proc/kcore is tried.
+ */
+#include <inttypes.h>
+#include <string.h>
+
+#include "uapi.h"
+
+#include "dumper.h"
+
+void ucr_refuse_ring(struct dumper *d, const struct ucr_ring *r)
+{
+	const struct ucr_ring_rec *k = &r->k;
+	int fd = r->fd;
+	uint32_t i;
+
+	if (k->flags & IORING_SETUP_IOPOLL)
+		ucr_refuse(d->rep, "iopoll", fd,
+			   "IORING_SETUP_IOPOLL: polled completions need the same O_DIRECT files on a device that polls; not carried yet");
+	if (k->flags & IORING_SETUP_ATTACH_WQ)
+		ucr_refuse(d->rep, "attach-wq", fd,
+			   "IORING_SETUP_ATTACH_WQ: the ring shares another ring's io-wq/SQPOLL thread; the sharing is not carried yet");
+	if (k->flags & IORING_SETUP_NO_MMAP)
+		ucr_refuse(d->rep, "no-mmap", fd,
+			   "IORING_SETUP_NO_MMAP: the rings live in application memory that the dump does not map");
+	if (k->has_pbufs)
+		ucr_refuse(d->rep, "provided-buffers", fd,
+			   "provided buffers (IORING_REGISTER_PBUF_RING or IORING_OP_PROVIDE_BUFFERS): no 6.12 interface sets a buffer ring's head, and legacy lists are not visible");
+	if (k->has_evfd && r->evfd < 0)
+		ucr_refuse(d->rep, "eventfd", fd,
+			   "the registered eventfd (IORING_REGISTER_EVENTFD) is not an fd of the process (it was closed after registering): a restore could not hand it back");
+	if (k->napi_enabled)
+		ucr_refuse(d->rep, "napi", fd,
+			   "NAPI busy polling (IORING_REGISTER_NAPI): the NAPI ids belong to this host's devices");
+	if (k->pers_deep)
+		ucr_refuse(d->rep, "personalities", fd,
+			   "a personality id of %d or more (IORING_REGISTER_PERSONALITY): only ids below it are read",
+			   UCR_PERS_IDS);
+	if (k->has_personalities && !r->nr_pers && !k->pers_deep)
+		ucr_refuse(d->rep, "personalities", fd,
+			   "the personality table is not empty, but the walk found no personality in it");
+	for (i = 0; i < r->nr_pers; i++) {
+		if (r->pers[i].ngroups > UCR_GROUPS_MAX || r->pers[i].ngroups < 0)
+			ucr_refuse(d->rep, "personalities", fd,
+				   "personality %u has %d supplementary groups, more than the %d an image holds",
+				   r->pers[i].id, r->pers[i].ngroups, UCR_GROUPS_MAX);
+	}
+	if (k->overflow)
+		ucr_refuse(d->rep, "cq-overflow", fd,
+			   "CQEs waiting on the overflow list (the CQ was full): reap the CQ first, then dump");
+	for (i = 0; i < r->nr_used_bufs; i++) {
+		if (r->bufs[i].refs > 1)
+			ucr_refuse(d->rep, "buffer-shared", fd,
+				   "buffer slot %u is shared (IORING_REGISTER_CLONE_BUFFERS, %u references): sharing is not carried yet",
+				   r->bufs[i].slot, r->bufs[i].refs);
+	}
+	for (i = 0; i < r->nr_used_files; i++) {
+		const struct ucr_file *f = &r->files[i];
+		const char *kind = NULL;
+
+		if (f->sk_type >= 0 || !strncmp(f->path, "socket:", 7))
+			kind = "a socket";
+		else if (!strncmp(f->path, "pipe:", 5))
+			kind = "a pipe";
+		else if (!strncmp(f->path, "anon_inode:", 11))
+			kind = "an anonymous inode";
+		if (kind) {
+			ucr_refuse(d->rep, "file-unopenable", fd,
+				   "file slot %u is %s (%s): it has no path to reopen it by",
+				   f->slot, kind, f->path);
+			continue;
+		}
+		if (!f->path[0]) {
+			ucr_refuse(d->rep, "file-path", fd,
+				   "file slot %u: its path is longer than %d bytes", f->slot,
+				   UCR_PATH_MAX - 1);
+			continue;
+		}
+		if (!f->nlink || strstr(f->path, " (deleted)"))
+			ucr_refuse(d->rep, "file-unlinked", fd,
+				   "file slot %u (%s) was unlinked: it cannot be reopened by its path",
+				   f->slot, f->path);
+	}
+}
