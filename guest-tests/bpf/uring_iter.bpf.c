@@ -6,38 +6,17 @@
  * c/iter_*.c registered and against views that do not come from the
  * iterator (pagemap, fstat, fdinfo, VmPin).
  *
- * The context structs are the series' (io_uring/bpf_iter.c). They are
- * declared here under CO-RE, as selftests/bpf/progs/bpf_iter.h does, so the
- * object builds against a vmlinux.h without them (a kernel without the
+ * The context structs are the series' (io_uring/bpf_iter.c), declared
+ * under CO-RE in uringcr/bpf/iter_ctx.h (shared with uringcr's object), so
+ * this builds against a vmlinux.h without them (a kernel without the
  * series); loading then fails, and the loader reports that.
  */
-#define bpf_iter__io_uring_buf bpf_iter__io_uring_buf___from_vmlinux
-#define bpf_iter__io_uring_file bpf_iter__io_uring_file___from_vmlinux
-#include "vmlinux.h"
-#undef bpf_iter__io_uring_buf
-#undef bpf_iter__io_uring_file
+#include "iter_ctx.h"	/* vmlinux.h and the iterator contexts, under CO-RE */
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
 char _license[] SEC("license") = "GPL";
-
-struct bpf_iter__io_uring_buf {
-	struct bpf_iter_meta *meta;
-	struct io_ring_ctx *ring;
-	struct io_mapped_ubuf *ubuf;
-	struct bio_vec *bvec;
-	__u64 index;
-	__u64 bvec_index;
-	__u64 pfn;
-} __attribute__((preserve_access_index));
-
-struct bpf_iter__io_uring_file {
-	struct bpf_iter_meta *meta;
-	struct io_ring_ctx *ring;
-	struct file *file;
-	__u64 index;
-} __attribute__((preserve_access_index));
 
 /* Read by the loader through the skeleton after each walk. */
 __u64 buf_objects;

@@ -16,15 +16,11 @@
  * only installed and removed by their own task, which is stopped.
  *
  * The context structs are the series' (io_uring/bpf_iter.c), declared
- * under CO-RE as selftests/bpf/progs/bpf_iter.h does, so this builds
- * against any kernel's vmlinux.h; loading on a kernel without the series
- * fails, and the loader says so.
+ * under CO-RE in iter_ctx.h, so this builds against any kernel's
+ * vmlinux.h; loading on a kernel without the series fails, and the loader
+ * says so.
  */
-#define bpf_iter__io_uring_buf bpf_iter__io_uring_buf___from_vmlinux
-#define bpf_iter__io_uring_file bpf_iter__io_uring_file___from_vmlinux
-#include "vmlinux.h"
-#undef bpf_iter__io_uring_buf
-#undef bpf_iter__io_uring_file
+#include "iter_ctx.h"	/* vmlinux.h and the iterator contexts, under CO-RE */
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -32,23 +28,6 @@
 #include "records.h"
 
 char _license[] SEC("license") = "GPL";
-
-struct bpf_iter__io_uring_buf {
-	struct bpf_iter_meta *meta;
-	struct io_ring_ctx *ring;
-	struct io_mapped_ubuf *ubuf;
-	struct bio_vec *bvec;
-	__u64 index;
-	__u64 bvec_index;
-	__u64 pfn;
-} __attribute__((preserve_access_index));
-
-struct bpf_iter__io_uring_file {
-	struct bpf_iter_meta *meta;
-	struct io_ring_ctx *ring;
-	struct file *file;
-	__u64 index;
-} __attribute__((preserve_access_index));
 
 /* 6.12 has napi_enabled only with CONFIG_NET_RX_BUSY_POLL */
 struct io_ring_ctx___napi {
