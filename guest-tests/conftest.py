@@ -26,6 +26,7 @@ from guest_runner import RunnerPlugin
 from helpers import Budget, Helpers
 from kmsg import KmsgFollower
 from stress import Stress
+from uringcr_run import Owner, Uringcr
 
 HERE = Path(__file__).parent
 DETECTORS_DIR = HERE / "detectors"
@@ -74,6 +75,21 @@ def helpers(guest_bin: Path, budget: Budget, timeout_scale: float,
     """Runs the guest programs (helpers.py) within this test's budget."""
     return Helpers(guest_bin=guest_bin, budget=budget, timeout_scale=timeout_scale,
                    results_dir=results_dir, tmp_path=tmp_path)
+
+
+@pytest.fixture
+def ucr(helpers: Helpers) -> Uringcr:
+    """uringcr, as built for the guest (test_uringcr*.py)."""
+    return Uringcr(helpers)
+
+
+@pytest.fixture
+def owners() -> Iterator[list[Owner]]:
+    """Ring owners a checkpoint test starts; killed at the end if still there."""
+    started: list[Owner] = []
+    yield started
+    for owner in started:
+        owner.kill()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -1,8 +1,10 @@
-"""Checkpoint scenarios: uringcr dumps the rings that c/cr_*.c programs built,
-from another process, and every image is checked field by field against what
-the program registered and did, and against views that do not come from
-uringcr (fdinfo, maps, pagemap, stat). After each dump the owner checks that
+"""Checkpoint scenarios, what a dump carries: uringcr dumps the rings that c/cr_*.c
+programs built, from another process, and every image is checked field by field
+against what the program registered and did, and against views that do not come
+from uringcr (fdinfo, maps, pagemap, stat). After each dump the owner checks that
 its ring is exactly as it left it and still works (uringcr_run.Owner.go).
+Refusals and the freezer's guarantees are in test_uringcr_safety.py, the image
+reader in test_uringcr_image.py; the fixtures `ucr` and `owners` in conftest.py.
 """
 
 from __future__ import annotations
@@ -11,11 +13,9 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,40 +23,11 @@ import pytest
 
 from helpers import Helpers
 from hugepages import reserved_hugetlb
-from uringcr_run import (UCR_FAILED, UCR_OK, UCR_REFUSED, Owner, Uringcr, bvec_pfns, fdinfo,
-                         pagemap_pfns, proc_state, record_stats, ring_maps, start_owner)
+from uringcr_run import (UCR_OK, UCR_REFUSED, Owner, Uringcr, bvec_pfns, fdinfo, pagemap_pfns,
+                         proc_state, record_stats, ring_maps, owner_of, the_ring)
 
 O_ACCMODE, O_APPEND, O_DIRECTORY = 0o3, 0o2000, 0o200000
 ETIME = 62
-FUZZ_LINE = re.compile(r"^fuzz rounds=(\d+) refused=(\d+) accepted=(\d+) sealed_refused=(\d+)$")
-
-
-@pytest.fixture
-def ucr(helpers: Helpers) -> Uringcr:
-    return Uringcr(helpers)
-
-
-@pytest.fixture
-def owners() -> Iterator[list[Owner]]:
-    """Owners the test starts; killed at the end if still there."""
-    started: list[Owner] = []
-    yield started
-    for owner in started:
-        owner.kill()
-
-
-def owner_of(helpers: Helpers, owners: list[Owner], name: str, *args: str,
-             label: str | None = None) -> Owner:
-    owner = start_owner(helpers, name, *args, label=label)
-    owners.append(owner)
-    return owner
-
-
-def the_ring(image: dict[str, Any], fd: int) -> dict[str, Any]:
-    rings = [r for r in image["rings"] if r["fd"] == fd]
-    assert len(rings) == 1, f"the image has {len(rings)} rings at fd {fd}: {image['rings']}"
-    return rings[0]
-
 
 def check_ring_fields(ring: dict[str, Any], want: dict[str, int | str], owner: Owner) -> None:
     """What every scenario's ring must show: its identity, setup and mappings."""
@@ -227,229 +198,6 @@ def test_drain_timeout_fails_and_names_the_request(helpers: Helpers, ucr: Uringc
     assert not (tmp_path / "image").exists()
     assert owner.wait_state(False, 5 * helpers.timeout_scale) != "T"
     owner.go(helpers.budget.remaining())
-
-
-REFUSALS = ["iopoll", "attach-wq", "nommap", "napi", "eventfd", "pbuf", "pers64", "regtwice",
-            "longpath", "socket",
-            "pipe", "unlinked", "unmapped", "shared", "overflow"]
-
-
-@pytest.mark.parametrize("kind", REFUSALS)
-def test_refusal(kind: str, helpers: Helpers, ucr: Uringcr, owners: list[Owner],
-                 tmp_path: Path) -> None:
-    """Each thing the image cannot carry is named by check and fails the dump."""
-    owner = owner_of(helpers, owners, "cr_refuse", kind)
-    name = str(owner.one("refusal")["name"])
-    # an unmapped buffer is read through /proc/kcore (test_dump_buffers); without it, refused
-    env = ("env", "UCR_NO_KCORE=1") if kind == "unmapped" else ()
-    report = ucr.check(owner, want=UCR_REFUSED, prefix=env)
-    assert name in [r["name"] for r in report["refusals"]], report
-    finished, _ = ucr.dump(owner, tmp_path / "image", want=UCR_REFUSED, prefix=env)
-    assert f"first: {name}" in finished.output or name in finished.output
-    assert not (tmp_path / "image").exists() and not (tmp_path / "image.partial").exists()
-    owner.go(helpers.budget.remaining())
-
-
-def test_unprivileged_dumper_is_refused(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
-                                        tmp_path: Path) -> None:
-    """Without ptrace rights over the owner, uringcr names the missing right."""
-    owner = owner_of(helpers, owners, "cr_pending", "empty")
-    image = tmp_path / "image"
-    tmp_path.chmod(0o777)
-    finished = ucr.run("dump", "--pid", str(owner.pid), "-o", image, label="dump-nobody",
-                       prefix=("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"))
-    assert finished.returncode == UCR_FAILED, finished.describe()
-    assert "ptrace" in finished.output, finished.describe()
-    assert not image.exists()
-    owner.go(helpers.budget.remaining())
-
-
-def test_killed_dumper_resumes_the_owner(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
-                                         tmp_path: Path) -> None:
-    """SIGKILL of uringcr while the owner is stopped: its guardian resumes it."""
-    owner = owner_of(helpers, owners, "cr_pending", "plain")
-    image = tmp_path / "image"
-    hold = int(60000 * helpers.timeout_scale)
-    dumper = subprocess.Popen([str(ucr.exe), "dump", "--pid", str(owner.pid), "-o", str(image),
-                               "--hold-frozen", str(hold)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        state = owner.wait_state(True, 20 * helpers.timeout_scale)
-        assert state == "T", f"uringcr never stopped the owner (state {state!r})"
-        dumper.send_signal(signal.SIGKILL)
-        dumper.wait(10)
-        state = owner.wait_state(False, 10 * helpers.timeout_scale)
-        assert state not in ("T", ""), f"the owner is still {state!r} after the dumper died"
-    finally:
-        if dumper.poll() is None:
-            dumper.kill()
-            dumper.wait(10)
-    assert not image.exists()
-    owner.go(helpers.budget.remaining())
-
-
-def test_dump_refuses_an_existing_directory(helpers: Helpers, ucr: Uringcr,
-                                            owners: list[Owner], tmp_path: Path) -> None:
-    owner = owner_of(helpers, owners, "cr_pending", "empty")
-    (tmp_path / "image").mkdir()
-    finished, _ = ucr.dump(owner, tmp_path / "image", want=UCR_FAILED)
-    assert "exists" in finished.output and "never overwrites" in finished.output
-    assert proc_state(owner.pid) != "T"
-    owner.go(helpers.budget.remaining())
-
-
-def _image_of(helpers: Helpers, ucr: Uringcr, owners: list[Owner], image: Path,
-              name: str, *args: str) -> None:
-    owner = owner_of(helpers, owners, name, *args)
-    ucr.dump(owner, image, label=f"dump-{name}")
-    owner.go(helpers.budget.remaining())
-
-
-def test_image_version_mismatch(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
-                                tmp_path: Path) -> None:
-    """An image of another version is refused naming both versions, resealed or not."""
-    image = tmp_path / "image"
-    _image_of(helpers, ucr, owners, image, "cr_pending", "empty")
-    manifest = image / "manifest"
-    manifest.write_text(manifest.read_text().replace("uringcr-image 1\n", "uringcr-image 2\n", 1))
-    finished = ucr.run("show", image, label="show-damaged")
-    assert finished.returncode == UCR_FAILED and "CRC32 mismatch" in finished.output
-    # resealed: the version line itself is what the reader refuses
-    from_lines = manifest.read_text().splitlines(keepends=True)
-    body = "".join(line for line in from_lines if not line.startswith("manifest "))
-    manifest.write_text(body + f"manifest crc32=0x{zlib.crc32(body.encode()):08x}\n")
-    finished = ucr.run("show", image, label="show-version")
-    assert finished.returncode == UCR_FAILED, finished.describe()
-    assert "image version '2'" in finished.output and "reads version 1" in finished.output
-
-
-@pytest.mark.timeout_s(90)  # three dumps and 1800 rounds: a minute under TCG
-def test_fuzz_images(helpers: Helpers, ucr: Uringcr, owners: list[Owner], tmp_path: Path,
-                     record_property: Any) -> None:
-    """Random truncations, byte flips and garbage in real images: each refused cleanly
-    (or, resealed and in a binary part, read and shown); never a crash or a hang."""
-    rounds = 600
-    for name, args in (("cr_files", ()), ("cr_pending", ("big",)), ("cr_bufs", ("hugetlb=0",))):
-        image = tmp_path / f"image-{name}"
-        _image_of(helpers, ucr, owners, image, name, *args)
-        t0 = time.monotonic()
-        finished = helpers.run("cr_fuzz", f"dir={image}", f"work={tmp_path / ('w-' + name)}",
-                               f"rounds={rounds}", "seed=7")
-        line = finished.match(FUZZ_LINE)
-        total = sum(int(x) for x in line.groups()[1:])
-        assert int(line.group(1)) == rounds == total
-        # both kinds of damage were met: behind the checksums and at them
-        assert int(line.group(2)) > 0 and int(line.group(4)) > 0, line.group(0)
-        record_property(f"fuzz_{name}_seconds", round(time.monotonic() - t0, 2))
-        record_property(f"fuzz_{name}", line.group(0))
-
-
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-
-
-@pytest.fixture
-def own_cgroup(request: pytest.FixtureRequest) -> Iterator[Path]:
-    """A cgroup v2 of its own for an owner (cgroup2 mounted first if it is not)."""
-    if not (CGROUP_ROOT / "cgroup.controllers").exists():
-        subprocess.run(["mount", "-t", "cgroup2", "none", str(CGROUP_ROOT)], check=True)
-    group = CGROUP_ROOT / f"uringcr-test-{os.getpid()}-{request.node.name}".replace("[", "-") \
-        .replace("]", "")
-    group.mkdir()
-    try:
-        yield group
-    finally:
-        (group / "cgroup.freeze").write_text("0")
-        for pid in (group / "cgroup.procs").read_text().split():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + 10
-        while (group / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        group.rmdir()
-
-
-@pytest.mark.parametrize("freeze", ["sigstop", "cgroup"])
-def test_busy_ring(freeze: str, helpers: Helpers, ucr: Uringcr, owners: list[Owner],
-                   tmp_path: Path, record_property: Any, request: pytest.FixtureRequest) -> None:
-    """Threads submitting while the ring is frozen and dumped: every image is
-    consistent, and afterwards not one NOP is lost or doubled."""
-    owner = owner_of(helpers, owners, "cr_busy")
-    fd = int(owner.one("ring")["fd"])
-    if freeze == "cgroup":
-        group: Path = request.getfixturevalue("own_cgroup")
-        (group / "cgroup.procs").write_text(str(owner.pid))
-    retries = 0
-    for i in range(3):
-        image = tmp_path / f"image{i}"
-        _, report = ucr.dump(owner, image, "--freeze", freeze, label=f"dump-{freeze}")
-        retries += report["stats"]["edeadlk_retries"]
-        ring = the_ring(ucr.show(image), fd)
-        mem, kernel = ring["memory"], ring["kernel"]
-        assert mem["sq_head"] == kernel["cached_sq_head"]
-        # a thread may be frozen between publishing a batch and entering the kernel
-        assert mem["sq_tail"] - mem["sq_head"] <= 4, "more SQEs published than one batch"
-        assert mem["cq_tail"] == kernel["cached_cq_tail"]
-        assert mem["cq_tail"] - mem["cq_head"] <= 4, "more CQEs pending than one batch"
-        assert all(c["user_data"] >> 32 < 2 and c["res"] == 0 for c in ring["cqes_pending"])
-        if freeze == "cgroup":
-            assert (group / "cgroup.freeze").read_text().strip() == "0"
-        assert owner.wait_state(False, 5 * helpers.timeout_scale) != "T"
-        if i == 0:
-            record_stats(record_property, report)
-    record_property("edeadlk_retries", retries)
-    out = owner.go(helpers.budget.remaining())
-    assert "BAD" not in out
-
-
-def test_held_lock_fails_the_dump_in_time(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
-                                          tmp_path: Path, record_property: Any) -> None:
-    """A uring_lock that stays held (another process stalled in io_uring_register()):
-    every read answers EDEADLK, the dump fails within --lock-timeout naming the lock."""
-    owner = owner_of(helpers, owners, "cr_held")
-    lock_ms = int(1000 * helpers.timeout_scale)
-    finished, report = ucr.dump(owner, tmp_path / "image", "--lock-timeout", str(lock_ms),
-                                want=UCR_FAILED)
-    assert "uring_lock stayed held" in finished.output, finished.describe()
-    assert report["stats"]["edeadlk_retries"] > 0, report
-    record_stats(record_property, report)
-    # bounded: the lock timeout plus start-up, never a hang
-    assert finished.seconds < lock_ms / 1000 + 30 * helpers.timeout_scale
-    assert not (tmp_path / "image").exists()
-    assert owner.wait_state(False, 5 * helpers.timeout_scale) != "T"
-    owner.go(helpers.budget.remaining())
-
-
-MUTUAL = re.compile(r"^mutual ret=(-?\d+) took_ms=(\d+) msg=(.*)$", re.M)
-
-
-def test_mutual_dumps(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
-                      tmp_path: Path, record_property: Any) -> None:
-    """Two ring owners dumping each other at once: each finishes or fails cleanly,
-    neither is left stopped, every image written is whole."""
-    a = owner_of(helpers, owners, "cr_mutual", label="cr_mutual-a")
-    b = owner_of(helpers, owners, "cr_mutual", label="cr_mutual-b")
-    dirs = {a.pid: tmp_path / "by-a", b.pid: tmp_path / "by-b"}
-    a.send_go(f"{b.pid} {dirs[a.pid]}", close=False)
-    b.send_go(f"{a.pid} {dirs[b.pid]}", close=False)
-    results = {o.pid: o.wait_output(MUTUAL, helpers.budget.remaining() / 2) for o in (a, b)}
-    outcomes = {}
-    for owner in (a, b):
-        assert owner.wait_state(False, 5 * helpers.timeout_scale) != "T"
-        owner.go(helpers.budget.remaining())
-        m = results[owner.pid]
-        ret, msg = int(m.group(1)), m.group(3)
-        image = dirs[owner.pid]
-        if ret == 0:
-            ucr.show(image)
-            outcomes[owner.pid] = "dumped"
-        else:
-            assert msg and not image.exists(), m.group(0)
-            outcomes[owner.pid] = "failed cleanly"
-    record_property("outcomes", json.dumps({
-        "dumped": sum(v == "dumped" for v in outcomes.values()),
-        "failed_cleanly": sum(v != "dumped" for v in outcomes.values())}))
 
 
 FDINFO_FILE = re.compile(r"^\s*(\d+): (\S+)$")
@@ -651,83 +399,3 @@ def test_dump_ring_settings(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
     assert ring["files"]["slots"] == files["slots"] and ring["files"]["used"] == []
     assert ring["state"]["file_alloc"] == [files["alloc_start"], files["alloc_end"]]
     owner.go(helpers.budget.remaining())
-
-
-def test_stopped_dumper_lifts_the_freeze(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
-                                         tmp_path: Path) -> None:
-    """uringcr stopped while it holds the owner frozen (as two dumpers freezing each
-    other would be): its guardian resumes the owner, and uringcr, once continued,
-    fails naming why and writes nothing."""
-    owner = owner_of(helpers, owners, "cr_pending", "plain")
-    image = tmp_path / "image"
-    hold = int(3000 * helpers.timeout_scale)
-    with (tmp_path / "dumper.out").open("wb") as out:
-        dumper = subprocess.Popen([str(ucr.exe), "dump", "--pid", str(owner.pid), "-o",
-                                   str(image), "--hold-frozen", str(hold)],
-                                  stdout=out, stderr=subprocess.STDOUT)
-    try:
-        assert owner.wait_state(True, 20 * helpers.timeout_scale) == "T"
-        dumper.send_signal(signal.SIGSTOP)
-        # the guardian lifts the freeze after half a second of a stopped dumper
-        state = owner.wait_state(False, 10 * helpers.timeout_scale)
-        assert state not in ("T", ""), f"the owner is still {state!r} under a stopped dumper"
-        dumper.send_signal(signal.SIGCONT)
-        code = dumper.wait(hold / 1000 + 60 * helpers.timeout_scale)
-    finally:
-        if dumper.poll() is None:
-            dumper.kill()
-            dumper.wait(10)
-    text = (tmp_path / "dumper.out").read_text()
-    assert code == UCR_FAILED and "uringcr itself was stopped" in text, text
-    assert not image.exists()
-    owner.go(helpers.budget.remaining())
-
-
-def _reseal(image: Path) -> None:
-    """New sizes and CRC32s in the manifest, as uringcr writes them (README, "The image")."""
-    manifest = image / "manifest"
-    lines = []
-    for line in manifest.read_text().splitlines():
-        if line.startswith("part "):
-            name = line.split()[1].removeprefix("name=")
-            data = (image / name).read_bytes()
-            line = f"part name={name} size={len(data)} crc32=0x{zlib.crc32(data):08x}"
-        elif line.startswith("manifest "):
-            continue
-        lines.append(line + "\n")
-    body = "".join(lines)
-    manifest.write_text(body + f"manifest crc32=0x{zlib.crc32(body.encode()):08x}\n")
-
-
-def test_image_counters_wrap(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
-                             tmp_path: Path) -> None:
-    """Counters that wrap past 2^32 in an image: the reader takes them and finds the
-    pending entries across the wrap. (The image is a real one with its counters moved
-    to just below 2^32: a ring gets there only after 2^32 requests.)"""
-    image = tmp_path / "image"
-    _image_of(helpers, ucr, owners, image, "cr_pending", "plain")
-    text = (image / "ring0.txt").read_text()
-    fields = {k: int(v) for line in text.splitlines() if line.startswith(("memory ", "kernel "))
-              for k, v in (kv.split("=") for kv in line.split()[1:]) if v.isdigit()}
-    base = 2**32 - 2
-    moved = {"sq_head": base, "sq_tail": (base + fields["sq_tail"] - fields["sq_head"]) % 2**32,
-             "cq_head": base - 1, "cq_tail": (base - 1 + fields["cq_tail"] - fields["cq_head"]) % 2**32}
-    moved["cached_sq_head"], moved["cached_cq_tail"] = moved["sq_head"], moved["cq_tail"]
-    out = []
-    for line in text.splitlines():
-        if line.startswith(("memory ", "kernel ")):
-            parts = [line.split()[0]]
-            for kv in line.split()[1:]:
-                k, v = kv.split("=")
-                parts.append(f"{k}={moved[k]}" if k in moved else kv)
-            line = " ".join(parts)
-        out.append(line + "\n")
-    (image / "ring0.txt").write_text("".join(out))
-    _reseal(image)
-    ring = ucr.show(image)["rings"][0]
-    assert ring["memory"]["sq_head"] == base and ring["memory"]["sq_tail"] < base
-    positions = [s["position"] for s in ring["sqes_pending"]]
-    assert positions == [(base + i) % 2**32 for i in range(fields["sq_tail"] - fields["sq_head"])]
-    assert [c["position"] for c in ring["cqes_pending"]] == \
-        [(base - 1 + i) % 2**32 for i in range(fields["cq_tail"] - fields["cq_head"])]
-    assert len(ring["sqes_pending"]) == 3 and len(ring["cqes_pending"]) == 3

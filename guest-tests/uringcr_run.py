@@ -267,3 +267,17 @@ def bvec_pfns(buf: dict[str, Any]) -> list[int]:
         for page in range(offset >> 12, ((offset + length - 1) >> 12) + 1):
             pfns.append(pfn + page)
     return pfns
+
+
+def owner_of(helpers: Helpers, owners: list[Owner], name: str, *args: str,
+             label: str | None = None) -> Owner:
+    """start_owner(), with the owner in @owners (fixture `owners` kills what is left)."""
+    owner = start_owner(helpers, name, *args, label=label)
+    owners.append(owner)
+    return owner
+
+
+def the_ring(image: dict[str, Any], fd: int) -> dict[str, Any]:
+    rings = [r for r in image["rings"] if r["fd"] == fd]
+    assert len(rings) == 1, f"the image has {len(rings)} rings at fd {fd}: {image['rings']}"
+    return rings[0]

@@ -7,7 +7,7 @@
  * A thread stopped between submit and reap leaves its CQEs in the ring,
  * which the image must show. After "go" the threads stop and every NOP
  * submitted must have completed exactly once, in order per thread.
- * test_uringcr.py::test_busy_ring checks the images against it.
+ * test_uringcr_safety.py::test_busy_ring checks the images against it.
  */
 #include <pthread.h>
 #include <stdatomic.h>

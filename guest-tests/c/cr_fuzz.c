@@ -10,7 +10,7 @@
  * value), and a read image is then shown. Prints "fuzz rounds= refused=
  * accepted= sealed_refused=" (refused: not resealed) and the first
  * messages. A crash or a hang fails the test that runs it
- * (test_uringcr.py::test_fuzz_images).
+ * (test_uringcr_image.py::test_fuzz_images).
  */
 #include <dirent.h>
 #include <fcntl.h>

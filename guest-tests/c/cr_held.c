@@ -7,7 +7,7 @@
  * iterator read answers EDEADLK: the dump must fail within --lock-timeout,
  * naming the lock, and resume the owner. After "go" the child releases
  * the lock and the ring takes NOPs. Skips when FUSE cannot be mounted.
- * test_uringcr.py::test_held_lock_fails_the_dump_in_time checks it.
+ * test_uringcr_safety.py::test_held_lock_fails_the_dump_in_time checks it.
  */
 #include <poll.h>
 #include <signal.h>

@@ -8,7 +8,7 @@
  * out. Prints "mutual ret=<-errno> took_ms=<ms> msg=<message>", stays until
  * stdin closes (the other may still be dumping it), and passes when the dump
  * finished or failed cleanly and its own ring still works.
- * test_uringcr.py::test_mutual_dumps runs two of them.
+ * test_uringcr_safety.py::test_mutual_dumps runs two of them.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * fd of the process are carried: cr_pers.c, cr_state.c); "expect refusal name=<name>" gives the refusal uringcr
  * must report for it (uringcr check lists it, uringcr dump fails on it and
  * writes nothing). After "go" the ring still works.
- * test_uringcr.py::test_refusal runs every kind.
+ * test_uringcr_safety.py::test_refusal runs every kind.
  */
 #include <fcntl.h>
 #include <stdio.h>

@@ -7,7 +7,8 @@
  * it by its registered index (and its mapping) alone, which no /proc file
  * lists: uringcr must refuse it by name, never miss it. After "go" both
  * rings still take NOPs through their registered index.
- * test_uringcr.py::test_registered_rings checks it.
+ * test_uringcr.py::test_registered_ring_with_fd and
+ * test_registered_ring_only_is_refused check it.
  */
 #include <string.h>
 #include <sys/syscall.h>
