@@ -25,7 +25,7 @@ from uringcr_run import (UCR_FAILED, UCR_REFUSED, Owner, Uringcr, proc_state, re
 
 REFUSALS = ["iopoll", "attach-wq", "nommap", "napi", "eventfd", "pbuf", "pers64", "regtwice",
             "longpath", "socket",
-            "pipe", "unlinked", "unmapped", "shared", "overflow"]
+            "pipe", "unlinked", "unmapped", "shared", "overflow", "skip"]
 
 
 @pytest.mark.parametrize("kind", REFUSALS)

@@ -220,10 +220,39 @@ class Uringcr:
         return self.json_of(finished)
 
 
+    def verify(self, image: Path, *extra: str, label: str = "verify") -> dict[str, Any]:
+        """uringcr verify --json of @image: restored into uringcr, dumped again and
+        compared; fails the test with the differences unless there are none."""
+        finished = self.run("verify", image, "--json", *extra, label=label)
+        if finished.returncode not in (UCR_OK, UCR_FAILED) or not any(
+                line.startswith("{") for line in finished.lines):
+            pytest.fail(f"uringcr verify failed\n{finished.describe()}", pytrace=False)
+        verified = self.json_of(finished)
+        if finished.returncode != UCR_OK or not verified["equal"]:
+            pytest.fail("the restored ring does not dump equal to the image:\n  " +
+                        "\n  ".join(verified["differences"]), pytrace=False)
+        return verified
+
+
 def record_stats(record_property: Any, report: dict[str, Any]) -> None:
     """CRIU-style figures of one dump, kept with the test's result: the harness
     report prints them and summary.json carries them ("checkpoint")."""
     record_property("checkpoint", json.dumps(report.get("stats", {})))
+
+
+def record_restore(record_property: Any, verified: dict[str, Any]) -> None:
+    """The restore's figures (uringcr verify), kept with the test's result for the
+    harness report and summary.json ("restore")."""
+    rings = verified["rings"]
+    record_property("restore", json.dumps({
+        "equal": verified["equal"],
+        "restore_us": sum(r["restore_us"] for r in rings),
+        "replay_us": sum(r["replay_us"] for r in rings),
+        "nops": sum(r["nops"] for r in rings),
+        "drops": sum(r["drops"] for r in rings),
+        "msgs": sum(r["msgs"] for r in rings),
+        "pers_calls": sum(r["pers_calls"] for r in rings),
+    }))
 
 
 def fdinfo(pid: int, fd: int) -> dict[str, str]:

@@ -10,6 +10,12 @@
  * slot, address, length and the CRC32 of the contents, "expect bufs" the
  * table size. After "go" it checks the contents are untouched.
  * test_uringcr.py::test_dump_buffers checks the image against it.
+ *
+ *   cr_bufs resume DIR slot:addr:len,...
+ *
+ * restores such an image into a new process; both then run the same
+ * continuation (fixed-buffer reads and writes of every slot, "result"
+ * lines that test_uringcr_restore.py compares).
  */
 #define _GNU_SOURCE
 #include <string.h>
@@ -20,6 +26,7 @@
 
 #include "guest.h"
 #include "owner.h"
+#include "resume.h"
 
 #define NR_SLOTS	12
 
@@ -65,10 +72,11 @@ static char *map_shmem(size_t len)
 }
 
 /*
- * The CRC32 of a registered buffer nothing maps any more: WRITE_FIXED of it
- * into a memfd, read back. 0 on failure (no buffer here has that CRC).
+ * The CRC32 of a registered buffer as the ring sees it (also one nothing
+ * maps any more): WRITE_FIXED of it into a memfd, read back. 0 on failure
+ * (no buffer here has that CRC).
  */
-static uint32_t unmapped_crc(struct io_uring *ring, int slot, void *addr, size_t len)
+static uint32_t out_crc(struct io_uring *ring, int slot, void *addr, size_t len)
 {
 	struct io_uring_sqe *sqe = get_sqe(ring);
 	int fd = memfd_create("cr_bufs_out", 0), res;
@@ -85,6 +93,68 @@ static uint32_t unmapped_crc(struct io_uring *ring, int slot, void *addr, size_t
 	return crc;
 }
 
+/* READ_FIXED of a new pattern into the buffer; its CRC32, 0 on failure */
+static uint32_t read_in(struct io_uring *ring, int slot, void *addr, size_t len)
+{
+	struct io_uring_sqe *sqe = get_sqe(ring);
+	int fd = memfd_create("cr_bufs_in", 0), res;
+	char *data = malloc(len);
+	uint32_t crc = 0;
+
+	if (fd < 0 || !data || !sqe)
+		return 0;
+	fill(data, len, 100 + slot);
+	if (pwrite(fd, data, len, 0) == (ssize_t)len) {
+		io_uring_prep_read_fixed(sqe, fd, addr, len, 0, slot);
+		if (!ring_submit_wait(ring, &res) && res == (int)len)
+			crc = crc_of(data, len);
+	}
+	free(data);
+	close(fd);
+	return crc;
+}
+
+/*
+ * The continuation, the same in the resumed original and in the restored
+ * copy: each buffer written out through the ring, then a new pattern read
+ * into it with READ_FIXED and written out again.
+ */
+static enum t_exit finish(struct io_uring *ring, const struct iovec *iov)
+{
+	int i;
+
+	for (i = 0; i < NR_SLOTS; i++) {
+		uint32_t before, in, after;
+
+		if (!iov[i].iov_base)
+			continue;
+		before = out_crc(ring, i, iov[i].iov_base, iov[i].iov_len);
+		in = read_in(ring, i, iov[i].iov_base, iov[i].iov_len);
+		after = out_crc(ring, i, iov[i].iov_base, iov[i].iov_len);
+		result("slot=%d before=%u after=%u", i, before, after);
+		if (!before || !in || after != in)
+			return t_fail("fixed-buffer I/O after the dump");
+	}
+	return run_nops(ring, 2, 1) ? t_fail("NOPs after the dump") : t_pass();
+}
+
+/* "slot:addr:len,...": the buffers of the image, for the resume mode */
+static int parse_bufs(const char *s, struct iovec *iov)
+{
+	while (*s) {
+		unsigned long slot, addr, len;
+		int n = 0;
+
+		if (sscanf(s, "%lu:%lu:%lu%n", &slot, &addr, &len, &n) != 3 || slot >= NR_SLOTS)
+			return -1;
+		iov[slot] = (struct iovec){ (void *)addr, len };
+		s += n;
+		if (*s == ',')
+			s++;
+	}
+	return 0;
+}
+
 int main(int argc, char *argv[])
 {
 	struct iovec iov[NR_SLOTS] = {};
@@ -95,6 +165,14 @@ int main(int argc, char *argv[])
 	int i, ret;
 
 	t_start("cr_bufs", argc, argv);
+	if (argc > 3 && !strcmp(argv[1], "resume")) {
+		/* cr_bufs resume DIR slot:addr:len,... */
+		if (parse_bufs(argv[3], iov))
+			return t_fail("the buffer list");
+		if (resume_ring(argv[2], 0, &ring))
+			return t_fail("restoring the image");
+		return finish(&ring, iov);
+	}
 	small = map_anon(16 * PAGE_SZ, 0);
 	big = map_anon(1 << 20, 0);
 	thp = map_thp();
@@ -157,7 +235,7 @@ int main(int argc, char *argv[])
 			return t_fail("the dump changed a buffer");
 		}
 	}
-	if (unmapped_crc(&ring, 9, iov[9].iov_base, iov[9].iov_len) != crc[9])
+	if (out_crc(&ring, 9, iov[9].iov_base, iov[9].iov_len) != crc[9])
 		return t_fail("the unmapped buffer's pages changed");
-	return run_nops(&ring, 2, 1) ? t_fail("NOPs after the dump") : t_pass();
+	return finish(&ring, iov);
 }

@@ -9,7 +9,9 @@
  * a resealed one may be refused or read (a changed digit can be a valid
  * value), and a read image is then shown. Prints "fuzz rounds= refused=
  * accepted= sealed_refused=" (refused: not resealed) and the first
- * messages. A crash or a hang fails the test that runs it
+ * messages. Each image it reads is also restored (ucr_restore_ring()): a
+ * failed restore must leave nothing behind ("fuzz-restore restored=
+ * failed="). A crash or a hang fails the test that runs it
  * (test_uringcr_image.py::test_fuzz_images).
  */
 #include <dirent.h>
@@ -21,6 +23,7 @@
 #include <unistd.h>
 
 #include "ktap.h"
+#include "resume.h"
 #include "uringcr.h"
 
 #define MAX_FILES	256
@@ -71,11 +74,45 @@ static int put(const char *dir, int i, const char *buf, size_t len)
 	return fclose(f);
 }
 
+/*
+ * An image the reader took is restored into this process too: a restore
+ * that fails (a damaged value the kernel refuses, an address an earlier
+ * round's buffers took) must leave no fd and no mapping behind. A replay
+ * longer than 2^20 operations is refused up front (a damaged counter).
+ */
+static int try_restore(struct ucr_image *img, long *restored, long *failed)
+{
+	struct ucr_restore_opts o;
+	struct ucr_restored r;
+	struct ucr_err err;
+	int fds = count_fds(), maps = count_maps();
+
+	if (!ucr_image_nr_rings(img))
+		return 0;
+	ucr_restore_opts_default(&o);
+	o.max_replay = 1 << 20;
+	if (!ucr_restore_ring(img, 0, &o, &r, &err)) {
+		/* the buffers' memory stays: it is the application's */
+		ucr_restored_close(&r);
+		++*restored;
+		return 0;
+	}
+	if (*failed < 3)
+		t_diag("restore refused: %s", err.msg);
+	++*failed;
+	if (count_fds() == fds && count_maps() == maps)
+		return 0;
+	t_diag("after: %s: fds %d -> %d, mappings %d -> %d", err.msg, fds, count_fds(), maps,
+	       count_maps());
+	return -1;
+}
+
 int main(int argc, char *argv[])
 {
 	const char *dir = NULL, *work = NULL;
 	long rounds = 1000, seed = 1, r;
 	long refused = 0, accepted = 0, sealed_refused = 0, shown = 0;
+	long restored = 0, restore_failed = 0;
 	int i;
 
 	t_start("cr_fuzz", argc, argv);
@@ -152,6 +189,8 @@ int main(int argc, char *argv[])
 				fclose(null);
 			}
 			accepted++;
+			if (try_restore(img, &restored, &restore_failed))
+				return t_fail("a failed restore left something behind");
 			ucr_image_close(img);
 		}
 		/* undo: every part as it was */
@@ -164,5 +203,6 @@ int main(int argc, char *argv[])
 	}
 	printf("fuzz rounds=%ld refused=%ld accepted=%ld sealed_refused=%ld\n", rounds, refused,
 	       accepted, sealed_refused);
+	printf("fuzz-restore restored=%ld failed=%ld\n", restored, restore_failed);
 	return t_pass();
 }

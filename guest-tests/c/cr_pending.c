@@ -9,11 +9,17 @@
  * pending entry as "expect" lines; after "go" checks the ring is as it was
  * and finishes the work: the 3 SQEs complete in order after the 3 CQEs.
  * test_uringcr.py::test_dump_pending checks the image against it.
+ *
+ *   cr_pending KIND resume DIR
+ *
+ * restores the image of such a ring into a new process and runs the same
+ * continuation (test_uringcr_restore.py compares the "result" lines).
  */
 #include <string.h>
 
 #include "guest.h"
 #include "owner.h"
+#include "resume.h"
 
 #define HISTORY		1000
 #define POSTED		5
@@ -22,8 +28,15 @@
 #define CQE_BASE	0xc0de0000ULL
 #define SQE_BASE	0x5e000000ULL
 
+/*
+ * The continuation, the same in the resumed original and in the restored
+ * copy ("result" lines): the pending CQEs, then the unsubmitted SQEs in
+ * order, then NOPs and an IOSQE_IO_DRAIN NOP (the restore must not have
+ * disabled drains) whose user_data and counters continue the history.
+ */
 static enum t_exit finish(struct io_uring *ring, unsigned int cqes, unsigned int sqes)
 {
+	struct io_uring_sqe *sqe;
 	unsigned int i;
 	__u64 ud;
 	int res;
@@ -33,13 +46,26 @@ static enum t_exit finish(struct io_uring *ring, unsigned int cqes, unsigned int
 	for (i = 0; i < cqes + sqes; i++) {
 		__u64 want = i < cqes ? CQE_BASE + REAPED + i : SQE_BASE + i - cqes;
 
-		res = ring_wait_one(ring, &ud);
+		res = result_cqe(ring, &ud);
 		if (res < 0 || ud != want) {
 			t_diag("completion %u: res %d user_data 0x%llx, want 0x%llx", i, res,
 			       (unsigned long long)ud, (unsigned long long)want);
 			return t_fail("the continuation after the dump");
 		}
 	}
+	for (i = 0; i < 3; i++) {
+		sqe = get_sqe(ring);
+		if (!sqe)
+			return t_fail("no SQE");
+		io_uring_prep_nop(sqe);
+		io_uring_sqe_set_data64(sqe, 0xd000 + i);
+		if (i == 2)
+			sqe->flags |= IOSQE_IO_DRAIN;
+		if (ring_submit(ring, 1) || result_cqe(ring, &ud) < 0 || ud != 0xd000 + i)
+			return t_fail("NOPs and a drain after the dump");
+	}
+	result("sq_head=%u sq_tail=%u cq_head=%u cq_tail=%u", *ring->sq.khead, *ring->sq.ktail,
+	       *ring->cq.khead, *ring->cq.ktail);
 	return t_pass();
 }
 
@@ -53,6 +79,13 @@ int main(int argc, char *argv[])
 	struct io_uring_cqe *cqe;
 
 	t_start("cr_pending", argc, argv);
+	if (argc > 3 && !strcmp(argv[2], "resume")) {
+		/* a new process: the ring from the image, then the same continuation */
+		if (resume_ring(argv[3], 0, &ring))
+			return t_fail("restoring the image");
+		return finish(&ring, strcmp(kind, "empty") ? POSTED - REAPED : 0,
+			      strcmp(kind, "sqpoll") && strcmp(kind, "empty") ? UNSUBMITTED : 0);
+	}
 	if (!strcmp(kind, "big"))
 		flags = IORING_SETUP_SQE128 | IORING_SETUP_CQE32;
 	else if (!strcmp(kind, "sqpoll"))
@@ -109,7 +142,5 @@ int main(int argc, char *argv[])
 		return t_fail("no go");
 	if (!same_ring(&ring, &snap))
 		return t_fail("the dump changed the ring");
-	if (!strcmp(kind, "empty"))
-		return run_nops(&ring, 3, 1) ? t_fail("NOPs after the dump") : t_pass();
-	return finish(&ring, POSTED - REAPED, sqes);
+	return finish(&ring, strcmp(kind, "empty") ? POSTED - REAPED : 0, sqes);
 }

@@ -8,15 +8,24 @@
  * uids 1000/1001/1002 (which also drops its capabilities). "expect pers"
  * gives each id's ids and groups. After "go" a NOP under each personality
  * still completes. test_uringcr.py::test_dump_personalities checks it.
+ *
+ *   cr_pers resume DIR
+ *
+ * restores such an image into a new process; both run the same
+ * continuation under the personalities ("result" lines).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "guest.h"
 #include "owner.h"
+#include "resume.h"
 
 static struct io_uring ring;
 
@@ -45,6 +54,57 @@ static int nop_as(int id)
 	return ring_submit_wait(&ring, &res) ? -1 : res;
 }
 
+/* IORING_OP_OPENAT under personality @id: the fd, or -errno */
+static int open_as(int id, const char *path, int flags)
+{
+	struct io_uring_sqe *sqe = get_sqe(&ring);
+	int res;
+
+	if (!sqe)
+		return -1;
+	io_uring_prep_openat(sqe, AT_FDCWD, path, flags, 0600);
+	sqe->personality = id;
+	return ring_submit_wait(&ring, &res) ? -1 : res;
+}
+
+/*
+ * The continuation, the same in the resumed original and in the restored
+ * copy (@tag names the file each creates): NOPs under each id (2 is gone),
+ * a root-only file opened as 1 and refused as 3, and a file created as 3,
+ * which must belong to its fsuid and fsgid.
+ */
+static enum t_exit finish(const char *tag)
+{
+	char secret[64], made[64];
+	struct stat st;
+	int fd;
+
+	snprintf(secret, sizeof(secret), "/dev/shm/cr_pers.secret");
+	snprintf(made, sizeof(made), "/dev/shm/cr_pers.%s", tag);
+	fd = open(secret, O_RDWR | O_CREAT, 0600);
+	if (fd < 0)
+		return t_fail("the root-only file");
+	close(fd);
+	result("nop id=1 res=%d", nop_as(1));
+	result("nop id=2 res=%d", nop_as(2));
+	result("nop id=3 res=%d", nop_as(3));
+	fd = open_as(1, secret, O_RDONLY);
+	result("open-secret id=1 ok=%d", fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	result("open-secret id=3 res=%d", open_as(3, secret, O_RDONLY));
+	unlink(made);
+	fd = open_as(3, made, O_RDWR | O_CREAT | O_EXCL);
+	if (fd < 0 || fstat(fd, &st))
+		return t_fail("creating a file under personality 3");
+	result("created id=3 uid=%u gid=%u", st.st_uid, st.st_gid);
+	close(fd);
+	unlink(made);
+	if (nop_as(1) || nop_as(3) || nop_as(2) != -EINVAL)
+		return t_fail("NOPs under the personalities after the dump");
+	return t_pass();
+}
+
 int main(int argc, char *argv[])
 {
 	struct io_uring_params p;
@@ -54,6 +114,12 @@ int main(int argc, char *argv[])
 	pthread_t thr;
 
 	t_start("cr_pers", argc, argv);
+	if (argc > 2 && !strcmp(argv[1], "resume")) {
+		/* cr_pers resume DIR */
+		if (resume_ring(argv[2], 0, &ring))
+			return t_fail("restoring the image");
+		return finish("copy");
+	}
 	if (ring_init(&ring, &p, 8, 0, 0, 0))
 		return t_fail("ring setup");
 	id1 = io_uring_register_personality(&ring);
@@ -77,7 +143,5 @@ int main(int argc, char *argv[])
 	expect("pers", "id=3 uids=1000,1001,1002,1001 gids=100,101,102,101 groups=10,20,30");
 	if (owner_wait())
 		return t_fail("no go");
-	if (nop_as(id1) || nop_as(id3))
-		return t_fail("NOPs under the personalities after the dump");
-	return nop_as(id2) == -EINVAL ? t_pass() : t_fail("personality 2 came back");
+	return finish("original");
 }

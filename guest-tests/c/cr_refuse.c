@@ -188,6 +188,14 @@ static int setup(const char *kind)
 		return syscall(__NR_io_uring_register, other.ring_fd,
 			       IORING_REGISTER_CLONE_BUFFERS, &cb, 1);
 	}
+	if (!strcmp(kind, "skip")) {
+		/* one NOP with IOSQE_CQE_SKIP_SUCCESS: drain_disabled for good */
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+
+		io_uring_prep_nop(sqe);
+		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+		return io_uring_submit(&ring) == 1 ? 0 : -1;
+	}
 	if (!strcmp(kind, "overflow")) {
 		/* a CQ of 8 and 12 NOPs not reaped: 4 wait on the overflow list */
 		for (int i = 0; i < 12; i++) {
@@ -213,6 +221,7 @@ static const char *refusal(const char *kind)
 		{ "socket", "file-unopenable" }, { "pipe", "file-unopenable" },
 		{ "unlinked", "file-unlinked" }, { "unmapped", "buffer-unmapped" },
 		{ "shared", "buffer-shared" }, { "overflow", "cq-overflow" },
+		{ "skip", "cqe-skip" },
 		{ "nommap", "no-mmap" }, { "longpath", "file-path" }, { "napi", "napi" },
 		{ "regtwice", "registered-ring-twice" }, { "pers64", "personalities" },
 	};

@@ -7,6 +7,11 @@
  * 3 bounded and 7 unbounded, CLOCK_BOOTTIME as its clock, and a file
  * allocation range over a sparse table. "expect" lines give each.
  * test_uringcr.py::test_dump_ring_settings checks the image against them.
+ *
+ *   cr_state resume DIR
+ *
+ * restores such an image into a new process; both run the same
+ * continuation under the restrictions ("result" lines).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -18,6 +23,7 @@
 
 #include "guest.h"
 #include "owner.h"
+#include "resume.h"
 
 #ifndef IORING_REGISTER_CLOCK
 #define IORING_REGISTER_CLOCK	29
@@ -35,6 +41,33 @@ static int reg(struct io_uring *ring, unsigned int op, void *arg, unsigned int n
 	return ret < 0 ? -errno : ret;
 }
 
+/*
+ * The continuation, the same in the resumed original and in the restored
+ * copy: the restrictions hold (a NOP passes, a WRITE does not) and the
+ * registration ops they do not allow are refused.
+ */
+static enum t_exit finish(struct io_uring *ring)
+{
+	struct io_uring_sqe *sqe;
+	char c = 0;
+	int res;
+
+	if (run_nops(ring, 2, 1))
+		return t_fail("NOPs after the dump");
+	result("nops ok");
+	sqe = get_sqe(ring);
+	if (!sqe)
+		return t_fail("no SQE");
+	io_uring_prep_write(sqe, 0, &c, 1, 0);
+	if (ring_submit_wait(ring, &res))
+		return t_fail("submitting a WRITE");
+	result("write res=%d", res);
+	result("register-personality res=%d", reg(ring, IORING_REGISTER_PERSONALITY, NULL, 0));
+	if (res != -EACCES)
+		return t_fail("a restricted WRITE was not refused");
+	return t_pass();
+}
+
 int main(int argc, char *argv[])
 {
 	static const unsigned int reg_ops[] = {
@@ -50,6 +83,12 @@ int main(int argc, char *argv[])
 	int efd, ret;
 
 	t_start("cr_state", argc, argv);
+	if (argc > 2 && !strcmp(argv[1], "resume")) {
+		/* cr_state resume DIR */
+		if (resume_ring(argv[2], 0, &ring))
+			return t_fail("restoring the image");
+		return finish(&ring);
+	}
 	if (ring_init(&ring, &p, 8, 0, IORING_SETUP_R_DISABLED, 0))
 		return t_fail("ring setup");
 	for (i = 0; i < sizeof(reg_ops) / sizeof(reg_ops[0]); i++) {
@@ -97,17 +136,5 @@ int main(int argc, char *argv[])
 	expect("files", "slots=32 alloc_start=4 alloc_end=24");
 	if (owner_wait())
 		return t_fail("no go");
-	/* the restrictions hold: a NOP passes, a WRITE does not */
-	if (run_nops(&ring, 2, 1))
-		return t_fail("NOPs after the dump");
-	{
-		struct io_uring_sqe *sqe = get_sqe(&ring);
-		char c = 0;
-		int res2;
-
-		io_uring_prep_write(sqe, efd, &c, 1, 0);
-		if (ring_submit_wait(&ring, &res2) || res2 != -EACCES)
-			return t_fail("a restricted WRITE was not refused");
-	}
-	return t_pass();
+	return finish(&ring);
 }

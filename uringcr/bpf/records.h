@@ -80,6 +80,8 @@ struct ucr_ring_rec {
 	__u64 restrict_sqe_op;		/* IORING_OP_* allowed */
 	__u32 restrict_flags_allowed;
 	__u32 restrict_flags_required;
+	__u32 drain_disabled;		/* IOSQE_CQE_SKIP_SUCCESS was used */
+	__u32 pad;
 };
 
 /* One bio_vec of a registered buffer (one object of io_uring_buf). */

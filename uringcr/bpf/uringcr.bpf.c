@@ -93,6 +93,7 @@ static __always_inline void write_ring(struct seq_file *seq,
 	r.restricted = BPF_CORE_READ_BITFIELD(ring, restricted);
 	r.iowq_limits_set = BPF_CORE_READ_BITFIELD(ring, iowq_limits_set);
 	r.has_evfd = BPF_CORE_READ_BITFIELD(ring, has_evfd);
+	r.drain_disabled = BPF_CORE_READ_BITFIELD(ring, drain_disabled);
 	r.iowq_limits[0] = ring->iowq_limits[0];
 	r.iowq_limits[1] = ring->iowq_limits[1];
 	if (bpf_core_field_exists(struct io_ring_ctx___napi, napi_enabled))

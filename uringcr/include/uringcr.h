@@ -16,8 +16,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
+#include <linux/io_uring.h>
 
-#define UCR_IMAGE_VERSION	1
+#define UCR_IMAGE_VERSION	2
 
 struct ucr_err {
 	int code;		/* -errno */
@@ -107,5 +108,83 @@ void ucr_report_show(const struct ucr_report *rep, FILE *out, bool json);
  * behind the checksums are exercised too.
  */
 int ucr_image_reseal(const char *dir, struct ucr_err *err);
+
+/*
+ * Restore (restore.c): one ring of an image into the calling process,
+ * through io_uring's existing UAPI only. All or nothing: on failure no
+ * ring, mapping, fd or personality is left behind and @err names the ring,
+ * the part of the image and the step.
+ */
+enum ucr_mem {
+	/*
+	 * A new process: the restore maps the buffers' memory at the image's
+	 * addresses (refusing any that are taken), fills it from the image,
+	 * and unmaps again what the owner had unmapped.
+	 */
+	UCR_MEM_CREATE,
+	/* A C/R engine restored the memory already: register it as it is. */
+	UCR_MEM_EXISTING,
+};
+
+struct ucr_restore_opts {
+	enum ucr_mem mem;
+	int evfd;		/* register this eventfd; -1: create one with the count */
+	uint64_t max_replay;	/* refuse a counter replay of more operations; 0: any */
+	bool progress;		/* progress lines on stderr */
+};
+
+void ucr_restore_opts_default(struct ucr_restore_opts *o);
+
+/* CRIU's restore statistics and the replay's own */
+struct ucr_restore_stats {
+	uint64_t restore_us;	/* the whole call */
+	uint64_t replay_us;	/* moving the kernel's counters */
+	uint64_t nops;		/* NOPs submitted by the replay */
+	uint64_t drops;		/* SQ entries dropped (SQ head without a CQE) */
+	uint64_t msgs;		/* CQEs posted by IORING_OP_MSG_RING */
+	uint64_t pers_calls;	/* IORING_(UN)REGISTER_PERSONALITY calls */
+	uint64_t bytes_read;	/* buffer contents */
+};
+
+struct ucr_restored {
+	int fd;			/* the ring */
+	int evfd;		/* the eventfd the restore created and registered, or -1 */
+	unsigned int nr_maps;
+	struct {
+		void *addr;
+		size_t len;
+		uint64_t pgoff;	/* IORING_OFF_* */
+	} maps[4];		/* the ring mapped as the owner had it */
+	bool relocated;		/* maps[] are not at the owner's addresses (6.12: always) */
+	struct io_uring_params params;	/* as io_uring_setup() returned them */
+	struct ucr_restore_stats stats;
+};
+
+int ucr_restore_ring(const struct ucr_image *img, unsigned int idx,
+		     const struct ucr_restore_opts *o, struct ucr_restored *out,
+		     struct ucr_err *err);
+/* Undo a successful ucr_restore_ring(): the ring, its mappings, the eventfd. */
+void ucr_restored_close(struct ucr_restored *r);
+
+struct io_uring;
+/*
+ * For liburing users: a struct io_uring over the restored ring (a mapping
+ * of its own, io_uring_queue_exit() unmaps it), its counters matching
+ * the ring: SQEs the owner had queued but not submitted go with the next
+ * io_uring_submit().
+ */
+int ucr_restored_liburing(const struct ucr_restored *r, struct io_uring *ring,
+			  struct ucr_err *err);
+
+unsigned int ucr_image_nr_rings(const struct ucr_image *img);
+
+/*
+ * Compare two images field by field, identity fields aside (diff.c):
+ * prints one line per difference to @out (if not NULL) and returns their
+ * number. UCR_DIFF_ADDRESSES also ignores where the ring is mapped.
+ */
+#define UCR_DIFF_ADDRESSES	0x1
+unsigned int ucr_image_diff(const struct ucr_image *a, const struct ucr_image *b,
+			    unsigned int flags, FILE *out);
 
 #endif /* URINGCR_H */

@@ -67,6 +67,13 @@ static void poll_ops(struct dumper *d, int owner_fd, char *out, size_t size)
 
 static uint32_t inflight(const struct ucr_ring_rec *k)
 {
+	/*
+	 * A request completed with IOSQE_CQE_SKIP_SUCCESS leaves the count
+	 * one high for good, and io_uring stops keeping it (drain_disabled):
+	 * such a ring is refused (cqe-skip), there is nothing to wait for.
+	 */
+	if (k->drain_disabled)
+		return 0;
 	/* io_uring's own IOSQE_IO_DRAIN condition (req_need_defer()) */
 	return k->cached_sq_head + k->cq_extra - k->cached_cq_tail;
 }

@@ -470,7 +470,7 @@ static int check_buf_pages(struct dumper *d, struct ucr_ring *r)
 		struct ucr_buf *b = &r->bufs[i];
 		size_t n;
 		uint64_t *pfns = pinned_pfns(b, &n);
-		int same;
+		int same, ret;
 
 		if (!pfns)
 			return ucr_errf(d->err, -ENOMEM, "out of memory");
@@ -479,8 +479,14 @@ static int check_buf_pages(struct dumper *d, struct ucr_ring *r)
 		if (same < 0)
 			return same;
 		b->mapped = same;
-		if (same)
+		if (same) {
+			ret = ucr_target_backing(&d->t, b->addr, &b->backing, &b->backing_off,
+						 b->backing_path, sizeof(b->backing_path), d->err);
+			if (ret)
+				return ret;
 			continue;
+		}
+		b->backing = UCR_BACK_GONE;
 		if (!d->kcore && !d->kcore_err.code)
 			ucr_kcore_open(&d->kcore, &d->kcore_err);
 		if (!d->kcore)

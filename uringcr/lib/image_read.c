@@ -208,6 +208,29 @@ static int done(struct reader *rd, const char *part, unsigned int line,
 	return bad(rd, part, line, what);
 }
 
+/* buf ... backing=<name> backing_off=<n> backing_path=<escaped> */
+static int backing(struct reader *rd, const char *part, unsigned int line,
+		   struct ucr_kv *kv, struct ucr_buf *b)
+{
+	const char *name = ucr_kv_str(kv, "backing");
+	const char *path = ucr_kv_str(kv, "backing_path");
+	int kind = name ? ucr_backing_parse(name) : -1;
+
+	if (kind < 0)
+		return bad(rd, part, line, "field backing missing or unknown");
+	b->backing = kind;
+	U64(kv, "backing_off", 0, UINT64_MAX, b->backing_off);
+	/* "-": none (a path starts with '/') */
+	if (!path || (strcmp(path, "-") &&
+		      ucr_unescape(path, b->backing_path, sizeof(b->backing_path))))
+		return bad(rd, part, line, "field backing_path missing or malformed");
+	if ((b->backing == UCR_BACK_SHARED) != !!b->backing_path[0])
+		return bad(rd, part, line, "a shared backing needs a path, and only it");
+	if ((b->backing == UCR_BACK_GONE) != !b->mapped)
+		return bad(rd, part, line, "backing and mapped disagree");
+	return 0;
+}
+
 static int parse_bufs(struct reader *rd, const char *part, struct lines *l,
 		      struct ucr_ring *r)
 {
@@ -242,6 +265,8 @@ static int parse_bufs(struct reader *rd, const char *part, struct lines *l,
 		U64(&kv, "acct_pages", 0, pages << 9, b->acct_pages);
 		U64(&kv, "id", 0, UINT64_MAX, b->id);
 		U64(&kv, "mapped", 0, 1, b->mapped);
+		if (backing(rd, part, line, &kv, b))
+			return -EINVAL;
 		if (done(rd, part, line, &kv))
 			return -EINVAL;
 		if (b->addr + b->len < b->addr)
@@ -480,6 +505,7 @@ static int parse_ring(struct reader *rd, unsigned int idx, struct ucr_ring *r)
 	U64("cached_sq_head", 0, UINT32_MAX, k->cached_sq_head);
 	U64("cached_cq_tail", 0, UINT32_MAX, k->cached_cq_tail);
 	U64("cq_extra", 0, UINT32_MAX, k->cq_extra);
+	U64("drain_disabled", 0, 1, k->drain_disabled);
 	DONE();
 	EXPECT("memory");
 	U64("sq_head", 0, UINT32_MAX, r->sq_head);

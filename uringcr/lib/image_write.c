@@ -211,8 +211,8 @@ static void ring_text(struct text *t, const struct ucr_ring *r)
 	tprintf(t, "restrictions registered=%u enabled=%u register_op=0x%" PRIx64 " sqe_op=0x%" PRIx64 " flags_allowed=0x%x flags_required=0x%x\n",
 		k->restrictions_registered, k->restricted, (uint64_t)k->restrict_register_op,
 		(uint64_t)k->restrict_sqe_op, k->restrict_flags_allowed, k->restrict_flags_required);
-	tprintf(t, "kernel cached_sq_head=%u cached_cq_tail=%u cq_extra=%u\n",
-		k->cached_sq_head, k->cached_cq_tail, k->cq_extra);
+	tprintf(t, "kernel cached_sq_head=%u cached_cq_tail=%u cq_extra=%u drain_disabled=%u\n",
+		k->cached_sq_head, k->cached_cq_tail, k->cq_extra, k->drain_disabled);
 	tprintf(t, "memory sq_head=%u sq_tail=%u cq_head=%u cq_tail=%u sq_flags=0x%x cq_flags=0x%x sq_dropped=%u cq_overflow=%u\n",
 		r->sq_head, r->sq_tail, r->cq_head, r->cq_tail, r->sq_flags,
 		r->cq_flags, r->sq_dropped, r->cq_overflow);
@@ -223,9 +223,12 @@ static void ring_text(struct text *t, const struct ucr_ring *r)
 	for (i = 0; i < r->nr_used_bufs; i++) {
 		const struct ucr_buf *b = &r->bufs[i];
 
-		tprintf(t, "buf slot=%u addr=0x%" PRIx64 " len=%" PRIu64 " folio_shift=%u nr_bvecs=%u refs=%u acct_pages=%" PRIu64 " id=0x%" PRIx64 " mapped=%d\n",
+		ucr_escape(b->backing_path, path, sizeof(path));
+		tprintf(t, "buf slot=%u addr=0x%" PRIx64 " len=%" PRIu64 " folio_shift=%u nr_bvecs=%u refs=%u acct_pages=%" PRIu64 " id=0x%" PRIx64 " mapped=%d backing=%s backing_off=%" PRIu64 " backing_path=%s\n",
 			b->slot, b->addr, b->len, b->folio_shift, b->nr_bvecs,
-			b->refs, b->acct_pages, b->id, b->mapped);
+			b->refs, b->acct_pages, b->id, b->mapped,
+			ucr_backing_name(b->backing), b->backing_off,
+			path[0] ? path : "-");
 		for (j = 0; j < b->nr_bvecs; j++)
 			tprintf(t, "bvec index=%u pfn=0x%" PRIx64 " len=%u offset=%u\n",
 				j, b->bv[j].pfn, b->bv[j].len, b->bv[j].offset);

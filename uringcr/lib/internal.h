@@ -29,6 +29,14 @@ struct ucr_bvec {
 	uint32_t offset;
 };
 
+/* What backed a buffer's address in the owner at the dump (/proc/PID/maps) */
+enum ucr_backing {
+	UCR_BACK_ANON,		/* private memory, THP where folio_shift says so */
+	UCR_BACK_HUGETLB,	/* hugetlb pages of 1 << folio_shift */
+	UCR_BACK_SHARED,	/* a shared mapping of the file at backing_path */
+	UCR_BACK_GONE,		/* not mapped by its pinned pages any more */
+};
+
 struct ucr_buf {
 	uint32_t slot;
 	uint64_t addr;
@@ -41,6 +49,9 @@ struct ucr_buf {
 	struct ucr_bvec *bv;
 	uint32_t have_bv;	/* bvecs seen so far (dump) */
 	bool mapped;		/* still mapped at addr by the pages it pins */
+	enum ucr_backing backing;
+	uint64_t backing_off;	/* UCR_BACK_SHARED: the file offset of addr */
+	char backing_path[UCR_PATH_MAX];
 };
 
 struct ucr_file {
@@ -114,6 +125,8 @@ uint32_t ucr_crc32(uint32_t crc, const void *buf, size_t len);
 void ucr_escape(const char *in, char *out, size_t size);
 int ucr_unescape(const char *in, char *out, size_t size);
 void ucr_ring_free(struct ucr_ring *r);
+const char *ucr_backing_name(enum ucr_backing b);
+int ucr_backing_parse(const char *name);	/* an enum ucr_backing or -1 */
 void ucr_image_free(struct ucr_image *img);
 
 /* A "name key=value ..." line, as the image's text parts hold them. */

@@ -48,6 +48,9 @@ void ucr_refuse_ring(struct dumper *d, const struct ucr_ring *r)
 				   "personality %u has %d supplementary groups, more than the %d an image holds",
 				   r->pers[i].id, r->pers[i].ngroups, UCR_GROUPS_MAX);
 	}
+	if (k->drain_disabled)
+		ucr_refuse(d->rep, "cqe-skip", fd,
+			   "the ring has used IOSQE_CQE_SKIP_SUCCESS, after which io_uring keeps no count of its requests in flight (drain_disabled): a dump could not tell a drained ring from a busy one");
 	if (k->overflow)
 		ucr_refuse(d->rep, "cq-overflow", fd,
 			   "CQEs waiting on the overflow list (the CQ was full): reap the CQ first, then dump");

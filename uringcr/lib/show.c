@@ -105,8 +105,9 @@ static void ring_json(FILE *out, unsigned int idx, const struct ucr_ring *r)
 		k->restrictions_registered ? "true" : "false", k->restricted ? "true" : "false",
 		(unsigned long long)k->restrict_register_op, (unsigned long long)k->restrict_sqe_op,
 		k->restrict_flags_allowed, k->restrict_flags_required);
-	fprintf(out, "\"kernel\":{\"cached_sq_head\":%u,\"cached_cq_tail\":%u,\"cq_extra\":%u},",
-		k->cached_sq_head, k->cached_cq_tail, k->cq_extra);
+	fprintf(out, "\"kernel\":{\"cached_sq_head\":%u,\"cached_cq_tail\":%u,\"cq_extra\":%u,\"drain_disabled\":%s},",
+		k->cached_sq_head, k->cached_cq_tail, k->cq_extra,
+		k->drain_disabled ? "true" : "false");
 	fprintf(out, "\"memory\":{\"sq_head\":%u,\"sq_tail\":%u,\"cq_head\":%u,\"cq_tail\":%u,\"sq_flags\":%u,\"cq_flags\":%u,\"sq_dropped\":%u,\"cq_overflow\":%u},",
 		r->sq_head, r->sq_tail, r->cq_head, r->cq_tail, r->sq_flags, r->cq_flags,
 		r->sq_dropped, r->cq_overflow);
@@ -143,9 +144,12 @@ static void ring_json(FILE *out, unsigned int idx, const struct ucr_ring *r)
 	for (i = 0; i < r->nr_used_bufs; i++) {
 		const struct ucr_buf *b = &r->bufs[i];
 
-		fprintf(out, "%s{\"slot\":%u,\"addr\":%" PRIu64 ",\"len\":%" PRIu64 ",\"folio_shift\":%u,\"nr_bvecs\":%u,\"refs\":%u,\"acct_pages\":%" PRIu64 ",\"mapped\":%s,\"part\":\"ring%u.buf%u\",\"bvecs\":[",
+		fprintf(out, "%s{\"slot\":%u,\"addr\":%" PRIu64 ",\"len\":%" PRIu64 ",\"folio_shift\":%u,\"nr_bvecs\":%u,\"refs\":%u,\"acct_pages\":%" PRIu64 ",\"mapped\":%s,\"backing\":\"%s\",\"backing_off\":%" PRIu64 ",\"backing_path\":",
 			i ? "," : "", b->slot, b->addr, b->len, b->folio_shift, b->nr_bvecs, b->refs,
-			b->acct_pages, b->mapped ? "true" : "false", idx, b->slot);
+			b->acct_pages, b->mapped ? "true" : "false",
+			ucr_backing_name(b->backing), b->backing_off);
+		json_str(out, b->backing_path);
+		fprintf(out, ",\"part\":\"ring%u.buf%u\",\"bvecs\":[", idx, b->slot);
 		for (uint32_t j = 0; j < b->nr_bvecs; j++)
 			fprintf(out, "%s[%" PRIu64 ",%u,%u]", j ? "," : "", b->bv[j].pfn, b->bv[j].len,
 				b->bv[j].offset);
@@ -208,8 +212,10 @@ static void ring_text(FILE *out, unsigned int idx, const struct ucr_ring *r)
 	for (i = 0; i < r->nr_used_bufs; i++) {
 		const struct ucr_buf *b = &r->bufs[i];
 
-		fprintf(out, "    slot %u: 0x%" PRIx64 ", %" PRIu64 " bytes, %u bvecs of up to %u KiB\n",
-			b->slot, b->addr, b->len, b->nr_bvecs, (1U << b->folio_shift) >> 10);
+		fprintf(out, "    slot %u: 0x%" PRIx64 ", %" PRIu64 " bytes, %u bvecs of up to %u KiB, %s%s%s\n",
+			b->slot, b->addr, b->len, b->nr_bvecs, (1U << b->folio_shift) >> 10,
+			ucr_backing_name(b->backing), b->backing_path[0] ? " " : "",
+			b->backing_path);
 	}
 	fprintf(out, "  files: %u of %u slots\n", r->nr_used_files, r->nr_files);
 	for (i = 0; i < r->nr_used_files; i++)

@@ -219,6 +219,53 @@ int ucr_target_pages_are(struct ucr_target *t, uint64_t addr, uint64_t len,
 	return same;
 }
 
+/*
+ * What backs @addr in the process: hugetlb pages (smaps' KernelPageSize
+ * above 4 kB), a shared mapping of a file, or private memory.
+ */
+int ucr_target_backing(struct ucr_target *t, uint64_t addr, enum ucr_backing *kind,
+		       uint64_t *off, char *path, size_t size, struct ucr_err *err)
+{
+	char name[64], line[768];
+	bool in = false;
+	FILE *f;
+
+	*kind = UCR_BACK_ANON;
+	*off = 0;
+	path[0] = '\0';
+	snprintf(name, sizeof(name), "/proc/%d/smaps", t->pid);
+	f = fopen(name, "re");
+	if (!f)
+		return errno == ENOENT ? gone(err, t->pid, "reading its smaps")
+				       : no_rights(err, errno, t->pid, "reading /proc/PID/smaps");
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long start, end, pgoff, inode, kps;
+		char perms[8], dev[16];
+		int pos = 0;
+
+		if (sscanf(line, "%llx-%llx %7s %llx %15s %llu %n", &start, &end, perms,
+			   &pgoff, dev, &inode, &pos) >= 6) {
+			if (in)
+				break;
+			in = addr >= start && addr < end;
+			if (!in)
+				continue;
+			if (perms[3] == 's' && inode) {
+				line[strcspn(line, "\n")] = '\0';
+				*kind = UCR_BACK_SHARED;
+				*off = pgoff + (addr - start);
+				snprintf(path, size, "%s", line + pos);
+			}
+		} else if (in && sscanf(line, "KernelPageSize: %llu kB", &kps) == 1 && kps > 4) {
+			*kind = UCR_BACK_HUGETLB;
+			*off = 0;
+			path[0] = '\0';
+		}
+	}
+	fclose(f);
+	return 0;
+}
+
 int ucr_target_read(struct ucr_target *t, uint64_t addr, void *buf, size_t len,
 		    struct ucr_err *err)
 {

@@ -32,6 +32,8 @@ int ucr_target_maps(struct ucr_target *t, uint64_t ino, struct ucr_map *maps,
 /* Is [addr, addr+len) backed, page by page, by exactly @pfns? 1 yes, 0 no */
 int ucr_target_pages_are(struct ucr_target *t, uint64_t addr, uint64_t len,
 			 const uint64_t *pfns, size_t nr_pfns, struct ucr_err *err);
+int ucr_target_backing(struct ucr_target *t, uint64_t addr, enum ucr_backing *kind,
+		       uint64_t *off, char *path, size_t size, struct ucr_err *err);
 /* Reads the process's memory at @addr (/proc/PID/mem). */
 int ucr_target_read(struct ucr_target *t, uint64_t addr, void *buf, size_t len,
 		    struct ucr_err *err);

@@ -18,4 +18,11 @@
 #define IORING_SETUP_NO_SQARRAY		(1U << 16)
 #endif
 
+/* IORING_REGISTER_CLOCK (6.10) */
+#define UCR_REGISTER_CLOCK		29
+struct ucr_clock_register {
+	__u32 clockid;
+	__u32 resv[3];
+};
+
 #endif /* UCR_UAPI_H */

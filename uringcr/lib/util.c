@@ -244,3 +244,25 @@ void ucr_refuse(struct ucr_report *rep, const char *name, int fd,
 	vsnprintf(r->why, sizeof(r->why), fmt, ap);
 	va_end(ap);
 }
+
+static const char *const backing_names[] = {
+	[UCR_BACK_ANON] = "anon",
+	[UCR_BACK_HUGETLB] = "hugetlb",
+	[UCR_BACK_SHARED] = "shared",
+	[UCR_BACK_GONE] = "gone",
+};
+
+const char *ucr_backing_name(enum ucr_backing b)
+{
+	return (unsigned int)b < 4 ? backing_names[b] : "?";
+}
+
+int ucr_backing_parse(const char *name)
+{
+	int i;
+
+	for (i = 0; i < 4; i++)
+		if (!strcmp(name, backing_names[i]))
+			return i;
+	return -1;
+}

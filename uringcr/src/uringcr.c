@@ -5,6 +5,7 @@
  *   uringcr dump  --pid P [--fd N] -o DIR [options]
  *   uringcr check --pid P [--fd N] [--json] [options]
  *   uringcr show  DIR [--json]
+ *   uringcr verify DIR [--json] [-o DUMP_DIR]
  *
  * Exit status: 0 done, 1 failed (the message says why), 2 usage,
  * 3 refused (something the image cannot carry; the report names it).
@@ -17,19 +18,19 @@
 #include <unistd.h>
 
 #include "uringcr.h"
-
-#define EXIT_USAGE	2
-#define EXIT_REFUSED	3
+#include "cli.h"
 
 static void usage(FILE *out)
 {
 	fputs("usage: uringcr dump  --pid PID [--fd FD] -o DIR [OPTIONS]\n"
 	      "       uringcr check --pid PID [--fd FD] [--json] [OPTIONS]\n"
 	      "       uringcr show  DIR [--json]\n"
+	      "       uringcr verify DIR [--json] [-o DUMP_DIR] [--progress] [--max-replay N]\n"
 	      "\n"
 	      "Checkpoints the io_uring instances of a process through the io_uring BPF\n"
 	      "iterators: dump writes an image directory, check says what a dump would\n"
-	      "carry and refuse without writing anything, show prints an image.\n"
+	      "carry and refuse without writing anything, show prints an image, verify\n"
+	      "restores an image into itself, dumps that and prints the differences.\n"
 	      "\n"
 	      "  --pid PID             the process (ptrace attach rights needed)\n"
 	      "  --fd FD               only the ring at this fd (default: every ring)\n"
@@ -41,8 +42,10 @@ static void usage(FILE *out)
 	      "  --json                machine-readable output\n"
 	      "  --progress            progress on stderr (default on a terminal)\n"
 	      "  --hold-frozen MS      testing: stay frozen this long before reading\n"
+	      "  --max-replay N        verify: refuse a counter replay of more operations\n"
 	      "\n"
-	      "Exit status: 0 done, 1 failed, 2 usage, 3 refused.\n", out);
+	      "\n"
+	      "Exit status: 0 done, 1 failed (verify: differences), 2 usage, 3 refused.\n", out);
 }
 
 static int number(const char *opt, const char *s, long lo, long hi, long *v)
@@ -210,6 +213,8 @@ int main(int argc, char **argv)
 		return cmd_dump(argc, argv, false);
 	if (!strcmp(argv[1], "show"))
 		return cmd_show(argc, argv);
+	if (!strcmp(argv[1], "verify"))
+		return cmd_verify(argc, argv);
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(stdout);
 		return 0;

@@ -1,0 +1,183 @@
+"""Checkpoint scenarios, what a restore brings back: each image a c/cr_*.c program's
+ring gave is restored (liburingcr's ucr_restore_ring()) and proven two ways:
+
+- equality: `uringcr verify` restores it into itself, dumps that and compares the
+  two images field by field (identity fields such as the ring's inode aside);
+- behaviour: the scenario's resume mode restores it into a new process, which runs
+  the same continuation as the resumed original; both print "result" lines, and
+  they must be the same.
+
+The restore's figures (time, NOPs replayed, the verdict) go to the report through
+record_restore().
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import Finished, Helpers
+from hugepages import reserved_hugetlb
+from uringcr_run import Owner, Uringcr, owner_of, record_restore, record_stats
+
+RESUMED = re.compile(r"^resume restored fd=\d+ new_fds=(?P<fds>\d+) restore_us=(?P<us>\d+) "
+                     r".*nops=(?P<nops>\d+)")
+
+
+def results(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("result ")]
+
+
+def resume(helpers: Helpers, name: str, *args: str, label: str) -> Finished:
+    """The scenario's resume mode, in a new process; fails the test unless it passed."""
+    finished = helpers.command(helpers.argv(name, list(args)), label=label)
+    result = finished.result
+    if finished.returncode != 0 or result is None or result.group("ok") != "ok":
+        pytest.fail(f"{name} {' '.join(args)} exited {finished.returncode}\n"
+                    f"{finished.describe()}", pytrace=False)
+    return finished
+
+
+def dump_verify(helpers: Helpers, ucr: Uringcr, owner: Owner, image: Path,
+                record_property: Any) -> dict[str, Any]:
+    _, report = ucr.dump(owner, image)
+    record_stats(record_property, report)
+    verified = ucr.verify(image)
+    record_restore(record_property, verified)
+    return verified
+
+
+@pytest.mark.parametrize("kind", ["empty", "plain", "big", "sqpoll", "defer"])
+def test_restore_pending(kind: str, helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                         tmp_path: Path, record_property: Any) -> None:
+    """Counters, unreaped CQEs (CQE32 extras too) and unsubmitted SQEs come back, on
+    every kind of ring: the copy dumps equal to the image, and it reaps the same
+    CQEs, submits the same SQEs and goes on (NOPs, an IOSQE_IO_DRAIN) exactly as the
+    original does."""
+    owner = owner_of(helpers, owners, "cr_pending", kind)
+    image = tmp_path / "image"
+    verified = dump_verify(helpers, ucr, owner, image, record_property)
+    want_nops = 0 if kind == "empty" else 1000
+    assert verified["rings"][0]["nops"] >= want_nops
+    original = results(owner.go(helpers.budget.remaining()))
+    copy = resume(helpers, "cr_pending", kind, "resume", str(image), label=f"resume-{kind}")
+    assert original, "the original printed no result"
+    assert results(copy.output) == original
+    m = copy.match(RESUMED)
+    assert int(m.group("nops")) == verified["rings"][0]["nops"]
+
+
+def test_restore_twice_and_after_exit(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                                      tmp_path: Path, record_property: Any) -> None:
+    """One image restored twice, after its original process has exited: two
+    independent rings that both continue as the original did."""
+    owner = owner_of(helpers, owners, "cr_pending", "plain")
+    image = tmp_path / "image"
+    dump_verify(helpers, ucr, owner, image, record_property)
+    original = results(owner.go(helpers.budget.remaining()))
+    assert owner.started.proc.poll() is not None, "the original is still there"
+    first = resume(helpers, "cr_pending", "plain", "resume", str(image), label="resume-1")
+    second = resume(helpers, "cr_pending", "plain", "resume", str(image), label="resume-2")
+    assert results(first.output) == results(second.output) == original
+    ucr.verify(image, label="verify-again")
+
+
+def test_restore_buffers(helpers: Helpers, ucr: Uringcr, owners: list[Owner], tmp_path: Path,
+                         record_property: Any) -> None:
+    """A sparse table of buffers of every backing (THP, memfd shmem, hugetlb, one
+    whose mapping was gone) comes back at the same addresses with the same contents,
+    and fixed-buffer reads and writes through it give the same results."""
+    with reserved_hugetlb(2) as why_not:
+        owner = owner_of(helpers, owners, "cr_bufs", f"hugetlb={0 if why_not else 1}")
+        image = tmp_path / "image"
+        dump_verify(helpers, ucr, owner, image, record_property)
+        wanted = owner.expect("buf")
+        bufs = ",".join(f"{b['slot']}:{b['addr']}:{b['len']}" for b in wanted)
+        original = results(owner.go(helpers.budget.remaining()))
+        copy = resume(helpers, "cr_bufs", "resume", str(image), bufs, label="resume-bufs")
+    assert len(original) == len(wanted)
+    assert results(copy.output) == original
+
+
+def test_restore_files(helpers: Helpers, ucr: Uringcr, owners: list[Owner], tmp_path: Path,
+                       record_property: Any) -> None:
+    """Registered files and direct descriptors come back at their slots, at their
+    positions, with the allocation range; no fd of them is left in the new process;
+    the copy's reads, writes and opens give what the original's give."""
+    owner = owner_of(helpers, owners, "cr_files")
+    image = tmp_path / "image"
+    dump_verify(helpers, ucr, owner, image, record_property)
+    # the copy first: the original removes the files when it ends
+    copy = resume(helpers, "cr_files", "resume", str(image), label="resume-files")
+    original = results(owner.go(helpers.budget.remaining()))
+    assert len(original) == 8
+    assert results(copy.output) == original
+    assert int(copy.match(RESUMED).group("fds")) == 1, "the restore left fds behind"
+
+
+def test_restore_personalities(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                               tmp_path: Path, record_property: Any) -> None:
+    """Personalities come back with their ids (the hole at 2 stays a hole, the next
+    id stays 4) and their credentials: the copy may open what the original may, is
+    refused what it is refused, and creates files owned as the original's are."""
+    owner = owner_of(helpers, owners, "cr_pers")
+    image = tmp_path / "image"
+    verified = dump_verify(helpers, ucr, owner, image, record_property)
+    assert verified["rings"][0]["pers_calls"] >= 3
+    original = results(owner.go(helpers.budget.remaining()))
+    copy = resume(helpers, "cr_pers", "resume", str(image), label="resume-pers")
+    assert "result created id=3 uid=1001 gid=101" in original
+    assert "result nop id=2 res=-22" in original
+    assert results(copy.output) == original
+
+
+def test_restore_ring_settings(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                               tmp_path: Path, record_property: Any) -> None:
+    """Restrictions (registered on the still disabled ring, then enabled), the async
+    eventfd and its count, io-wq limits, the clock and the file allocation range
+    come back; the restrictions refuse in the copy what they refuse in the original."""
+    owner = owner_of(helpers, owners, "cr_state")
+    image = tmp_path / "image"
+    dump_verify(helpers, ucr, owner, image, record_property)
+    original = results(owner.go(helpers.budget.remaining()))
+    copy = resume(helpers, "cr_state", "resume", str(image), label="resume-state")
+    assert "result write res=-13" in original
+    assert results(copy.output) == original
+    assert int(copy.match(RESUMED).group("fds")) == 2, "the ring and its new eventfd"
+
+
+def test_restore_registered_ring(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                                 tmp_path: Path, record_property: Any) -> None:
+    """A ring also registered as a registered ring fd comes back at the same index."""
+    owner = owner_of(helpers, owners, "cr_regring", "with-fd")
+    dump_verify(helpers, ucr, owner, tmp_path / "image", record_property)
+    owner.go(helpers.budget.remaining())
+
+
+LEFTOVER = re.compile(r"^resume leftover fds=(?P<fds>-?\d+) maps=(?P<maps>-?\d+)$")
+
+
+def test_failed_restore_leaves_nothing(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                                       tmp_path: Path) -> None:
+    """A restore that fails half way (a registered file removed after the dump: the
+    ring, its mappings and the other files are already there) names the part and the
+    step, and leaves no fd and no mapping behind."""
+    owner = owner_of(helpers, owners, "cr_files")
+    image = tmp_path / "image"
+    ucr.dump(owner, image)
+    gone = next(f for f in owner.expect("file") if int(f["slot"]) == 12)
+    os.rename(str(gone["path"]), f"{gone['path']}.away")
+    try:
+        finished = helpers.command(helpers.argv("cr_files", ["resume", str(image)]),
+                                   label="resume-missing-file")
+    finally:
+        os.rename(f"{gone['path']}.away", str(gone["path"]))
+    assert finished.returncode != 0, finished.describe()
+    assert "(part ring0.txt), reopening the registered files: file slot 12" in finished.output
+    left = finished.match(LEFTOVER)
+    assert (int(left.group("fds")), int(left.group("maps"))) == (0, 0), finished.describe()
+    owner.go(helpers.budget.remaining())

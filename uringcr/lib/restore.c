@@ -1,0 +1,693 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Restore (README.md, "Restore"): one ring of an image into the calling
+ * process, through io_uring's existing UAPI only.
+ *
+ * The ring is set up IORING_SETUP_R_DISABLED whatever the image says, so
+ * that everything is registered before anything can be submitted:
+ * restrictions can only be registered then, another process (the
+ * personality helpers of creds.c) may only register then on a
+ * SINGLE_ISSUER ring, and enabling from the calling thread makes it the
+ * ring's submitter. Then the counters are replayed (replay.c) and the
+ * application-owned memory of the ring is written back: the SQ array, the
+ * SQEs (the unsubmitted ones among them), the CQEs (the unreaped ones and
+ * their CQE32 extras), the heads and tails the application owns.
+ *
+ * The buffers' addresses are reserved first with MAP_FIXED_NOREPLACE, so
+ * that nothing of ours lands there meanwhile and nothing of the caller's is
+ * ever replaced. The ring itself cannot go back to the owner's addresses in
+ * 6.12 (final_maps()).
+ *
+ * On failure everything is undone: closing the ring drops its buffers,
+ * files and personalities; the mappings, the eventfd, the registered ring
+ * index and the io-wq limits are put back by hand.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include "creds.h"
+#include "restore.h"
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE	0x100000
+#endif
+#ifndef MAP_HUGE_SHIFT
+#define MAP_HUGE_SHIFT		26
+#endif
+
+/* Memory the restore maps for buffers (UCR_MEM_CREATE, and gone buffers). */
+struct region {
+	uint64_t start, end;
+	enum ucr_backing kind;
+	uint32_t shift;
+	const struct ucr_buf *first;	/* the buffer that opened the region */
+	bool placed;			/* our placeholder or mapping is there */
+};
+
+struct rst {
+	const struct ucr_image *img;
+	const struct ucr_ring *r;
+	unsigned int idx;
+	const struct ucr_restore_opts *o;
+	struct ucr_restored *out;
+	struct ucr_err *err;
+	const char *step;
+	struct ucr_work w;
+	struct region *reg;
+	unsigned int nr_reg;
+	bool reg_ring, iowq;
+	unsigned int iowq_old[2];
+};
+
+void ucr_restore_opts_default(struct ucr_restore_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->mem = UCR_MEM_CREATE;
+	o->evfd = -1;
+}
+
+unsigned int ucr_image_nr_rings(const struct ucr_image *img)
+{
+	return img->nr_rings;
+}
+
+static int sysfail(struct rst *s, const char *what)
+{
+	return ucr_errf(s->err, -errno, "%s: %s", what, strerror(errno));
+}
+
+static void *reserve(uint64_t start, uint64_t len)
+{
+	void *p = mmap((void *)start, len, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+
+	if (p != MAP_FAILED && p != (void *)start) {
+		/* a kernel before 4.17 took the flag as a hint */
+		munmap(p, len);
+		errno = EEXIST;
+		return MAP_FAILED;
+	}
+	return p;
+}
+
+static int cmp_region(const void *a, const void *b)
+{
+	const struct region *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* The buffers' memory as regions of one kind each, sorted, merged. */
+static int plan_regions(struct rst *s)
+{
+	const struct ucr_ring *r = s->r;
+	unsigned int i, n = 0;
+
+	s->reg = calloc(r->nr_used_bufs ? r->nr_used_bufs : 1, sizeof(*s->reg));
+	if (!s->reg)
+		return ucr_errf(s->err, -ENOMEM, "out of memory");
+	for (i = 0; i < r->nr_used_bufs; i++) {
+		const struct ucr_buf *b = &r->bufs[i];
+		uint64_t ps = 4096;
+		struct region *g = &s->reg[n];
+
+		if (b->backing != UCR_BACK_GONE && s->o->mem == UCR_MEM_EXISTING)
+			continue;
+		if (b->backing == UCR_BACK_HUGETLB)
+			ps = 1ULL << b->folio_shift;
+		g->start = b->addr & ~(ps - 1);
+		g->end = (b->addr + b->len + ps - 1) & ~(ps - 1);
+		g->kind = b->backing;
+		g->shift = b->folio_shift;
+		g->first = b;
+		n++;
+	}
+	qsort(s->reg, n, sizeof(*s->reg), cmp_region);
+	s->nr_reg = 0;
+	for (i = 0; i < n; i++) {
+		struct region *prev = s->nr_reg ? &s->reg[s->nr_reg - 1] : NULL;
+		struct region *g = &s->reg[i];
+
+		if (prev && g->start < prev->end) {
+			if (g->kind != prev->kind || g->kind == UCR_BACK_SHARED)
+				return ucr_errf(s->err, -EINVAL,
+						"buffer slots %u and %u share pages but not their backing (%s, %s)",
+						prev->first->slot, g->first->slot,
+						ucr_backing_name(prev->kind), ucr_backing_name(g->kind));
+			if (g->end > prev->end)
+				prev->end = g->end;
+			continue;
+		}
+		s->reg[s->nr_reg++] = *g;
+	}
+	return 0;
+}
+
+static const char *map_name(uint64_t pgoff)
+{
+	return pgoff == IORING_OFF_SQ_RING ? "IORING_OFF_SQ_RING" :
+	       pgoff == IORING_OFF_CQ_RING ? "IORING_OFF_CQ_RING" :
+	       pgoff == IORING_OFF_SQES ? "IORING_OFF_SQES" : "an unknown offset";
+}
+
+/* Every address the image fixes, taken before anything else is mapped. */
+static int reserve_all(struct rst *s)
+{
+	unsigned int i;
+
+	s->step = "reserving the buffers' addresses";
+	for (i = 0; i < s->nr_reg; i++) {
+		struct region *g = &s->reg[i];
+
+		if (reserve(g->start, g->end - g->start) == MAP_FAILED)
+			return errno == EEXIST ?
+			       ucr_errf(s->err, -EEXIST,
+					"buffer slot %u's memory 0x%" PRIx64 "-0x%" PRIx64 " is taken in this process: restore into a process where it is free",
+					g->first->slot, g->start, g->end) :
+			       sysfail(s, "reserving a buffer's memory");
+		g->placed = true;
+	}
+	return 0;
+}
+
+static int setup(struct rst *s)
+{
+	const struct ucr_ring *r = s->r;
+	struct io_uring_params *p = &s->out->params;
+
+	s->step = "io_uring_setup";
+	memset(p, 0, sizeof(*p));
+	p->flags = r->k.flags | IORING_SETUP_R_DISABLED;
+	p->cq_entries = r->k.cq_entries;
+	p->sq_thread_idle = r->sq_thread_idle_ms;
+	if (r->k.flags & IORING_SETUP_SQ_AFF)
+		p->sq_thread_cpu = r->k.sq_cpu;
+	s->w.fd = sys_setup(r->k.sq_entries, p);
+	if (s->w.fd < 0)
+		return ucr_errf(s->err, -errno,
+				"flags 0x%x, %u SQ and %u CQ entries: %s%s", p->flags,
+				r->k.sq_entries, r->k.cq_entries, strerror(errno),
+				errno == EINVAL ? " (the kernel does not take these setup flags)" : "");
+	s->out->fd = s->w.fd;
+	if (p->sq_entries != r->k.sq_entries || p->cq_entries != r->k.cq_entries)
+		return ucr_errf(s->err, -EPROTO,
+				"the new ring has %u SQ and %u CQ entries, the image %u and %u",
+				p->sq_entries, p->cq_entries, r->k.sq_entries, r->k.cq_entries);
+	s->w.p = p;
+	s->step = "mapping the new ring";
+	return ucr_work_map(&s->w, s->err);
+}
+
+/*
+ * The file of a shared mapping: the path itself, or for a memfd (which
+ * no path reaches again) a new memfd of the same name, at least @size.
+ */
+static int shared_file(const char *path, uint64_t size)
+{
+	static const char memfd[] = "/memfd:", deleted[] = " (deleted)";
+	size_t len = strlen(path), dl = sizeof(deleted) - 1;
+	char name[UCR_PATH_MAX];
+	int fd;
+
+	if (strncmp(path, memfd, sizeof(memfd) - 1) || len < sizeof(memfd) - 1 + dl ||
+	    strcmp(path + len - dl, deleted))
+		return open(path, O_RDWR | O_CLOEXEC);
+	snprintf(name, sizeof(name), "%.*s", (int)(len - dl - (sizeof(memfd) - 1)),
+		 path + sizeof(memfd) - 1);
+	fd = memfd_create(name, MFD_CLOEXEC);
+	if (fd >= 0 && ftruncate(fd, size)) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+static int map_region(struct rst *s, const struct region *g)
+{
+	uint64_t len = g->end - g->start;
+	int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, fd = -1;
+	uint64_t off = 0;
+	void *p;
+
+	if (g->kind == UCR_BACK_HUGETLB)
+		flags |= MAP_HUGETLB | (g->shift << MAP_HUGE_SHIFT);
+	if (g->kind == UCR_BACK_SHARED) {
+		off = g->first->backing_off - (g->first->addr - g->start);
+		fd = shared_file(g->first->backing_path, off + len);
+		if (fd < 0)
+			return ucr_errf(s->err, -errno,
+					"buffer slot %u lies in a shared mapping of %s, which cannot be opened: %s",
+					g->first->slot, g->first->backing_path, strerror(errno));
+		flags = MAP_SHARED | MAP_FIXED;
+	}
+	p = mmap((void *)g->start, len, PROT_READ | PROT_WRITE, flags, fd, off);
+	if (fd >= 0)
+		close(fd);
+	if (p == MAP_FAILED)
+		return ucr_errf(s->err, -errno,
+				"mapping buffer slot %u's memory 0x%" PRIx64 "-0x%" PRIx64 " (%s): %s%s",
+				g->first->slot, g->start, g->end, ucr_backing_name(g->kind),
+				strerror(errno),
+				g->kind == UCR_BACK_HUGETLB ? " (are enough hugetlb pages reserved? /proc/sys/vm/nr_hugepages)" : "");
+	if (g->kind != UCR_BACK_HUGETLB && g->shift >= 21)
+		madvise(p, len, MADV_HUGEPAGE);	/* THP, as the owner had it */
+	return 0;
+}
+
+static int fill_buf(struct rst *s, const struct ucr_buf *b)
+{
+	char path[4200];
+	uint64_t got = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/ring%u.buf%u", s->img->dir, s->idx, b->slot);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return ucr_errf(s->err, -errno, "part ring%u.buf%u: %s", s->idx, b->slot,
+				strerror(errno));
+	while (got < b->len) {
+		ssize_t n = read(fd, (char *)b->addr + got, b->len - got);
+
+		if (n <= 0) {
+			close(fd);
+			return ucr_errf(s->err, n ? -errno : -EINVAL,
+					"part ring%u.buf%u: %s", s->idx, b->slot,
+					n ? strerror(errno) : "shorter than the buffer");
+		}
+		got += n;
+	}
+	close(fd);
+	s->out->stats.bytes_read += b->len;
+	return 0;
+}
+
+static int buffers(struct rst *s)
+{
+	const struct ucr_ring *r = s->r;
+	struct iovec *iov;
+	unsigned int i;
+	int ret = 0;
+
+	if (!r->nr_bufs)
+		return 0;
+	s->step = "mapping the buffers' memory";
+	for (i = 0; i < s->nr_reg && !ret; i++)
+		ret = map_region(s, &s->reg[i]);
+	s->step = "filling the buffers";
+	for (i = 0; i < r->nr_used_bufs && !ret; i++) {
+		const struct ucr_buf *b = &r->bufs[i];
+
+		if (s->o->mem == UCR_MEM_CREATE || b->backing == UCR_BACK_GONE)
+			ret = fill_buf(s, b);
+	}
+	if (ret)
+		return ret;
+	s->step = "IORING_REGISTER_BUFFERS2";
+	iov = calloc(r->nr_bufs, sizeof(*iov));
+	if (!iov)
+		return ucr_errf(s->err, -ENOMEM, "out of memory");
+	for (i = 0; i < r->nr_used_bufs; i++) {
+		iov[r->bufs[i].slot].iov_base = (void *)r->bufs[i].addr;
+		iov[r->bufs[i].slot].iov_len = r->bufs[i].len;
+	}
+	{
+		struct io_uring_rsrc_register rr = {
+			.nr = r->nr_bufs, .data = (uint64_t)(uintptr_t)iov,
+		};
+
+		if (sys_register(s->w.fd, IORING_REGISTER_BUFFERS2, &rr, sizeof(rr)) < 0)
+			ret = sysfail(s, "registering the buffers");
+	}
+	free(iov);
+	if (ret)
+		return ret;
+	/* what the owner had unmapped goes again; the ring keeps the pages */
+	s->step = "unmapping the buffers the owner had unmapped";
+	for (i = 0; i < s->nr_reg; i++) {
+		struct region *g = &s->reg[i];
+
+		if (g->kind != UCR_BACK_GONE)
+			continue;
+		if (munmap((void *)g->start, g->end - g->start))
+			return sysfail(s, "unmapping a buffer");
+		g->placed = false;
+	}
+	return 0;
+}
+
+/* Reopens a registered file by its path and checks it is the same file. */
+static int reopen(struct rst *s, const struct ucr_file *f)
+{
+	int flags = f->f_flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY);
+	struct stat st;
+	int fd;
+
+	/* bpf_d_path() gave the file's own path: no symlink at its end */
+	fd = open(f->path, flags | O_CLOEXEC);
+	if (fd < 0)
+		return ucr_errf(s->err, -errno, "file slot %u: opening %s (flags 0%o): %s",
+				f->slot, f->path, flags, strerror(errno));
+	if (fstat(fd, &st) || major(st.st_dev) != (f->dev >> 20) ||
+	    minor(st.st_dev) != (f->dev & 0xfffff) || st.st_ino != f->ino) {
+		close(fd);
+		return ucr_errf(s->err, -ESTALE,
+				"file slot %u: %s is now another file (device %u:%u inode %llu, the image has %u:%u inode %" PRIu64 "): restore the file system first",
+				f->slot, f->path, major(st.st_dev), minor(st.st_dev),
+				(unsigned long long)st.st_ino, (unsigned int)(f->dev >> 20),
+				(unsigned int)(f->dev & 0xfffff), f->ino);
+	}
+	if (f->pos && !(flags & O_PATH) && lseek(fd, f->pos, SEEK_SET) != f->pos) {
+		int e = errno;
+
+		close(fd);
+		return ucr_errf(s->err, -e, "file slot %u: %s: seeking to %" PRId64 ": %s",
+				f->slot, f->path, f->pos, strerror(e));
+	}
+	return fd;
+}
+
+static int files(struct rst *s)
+{
+	const struct ucr_ring *r = s->r;
+	struct io_uring_rsrc_register rr = { .nr = r->nr_files };
+	unsigned int i;
+	int *fds, ret = 0;
+
+	if (!r->nr_files)
+		return 0;
+	s->step = "reopening the registered files";
+	fds = malloc(r->nr_files * sizeof(*fds));
+	if (!fds)
+		return ucr_errf(s->err, -ENOMEM, "out of memory");
+	memset(fds, 0xff, r->nr_files * sizeof(*fds));	/* -1: an empty slot */
+	for (i = 0; i < r->nr_used_files && ret >= 0; i++) {
+		ret = reopen(s, &r->files[i]);
+		if (ret >= 0)
+			fds[r->files[i].slot] = ret;
+	}
+	if (ret >= 0) {
+		s->step = "IORING_REGISTER_FILES2";
+		rr.data = (uint64_t)(uintptr_t)fds;
+		ret = sys_register(s->w.fd, IORING_REGISTER_FILES2, &rr, sizeof(rr));
+		if (ret < 0)
+			ret = sysfail(s, "registering the files");
+	}
+	/* the ring holds its own references: no fd of them stays behind */
+	for (i = 0; i < r->nr_used_files; i++)
+		if (fds[r->files[i].slot] >= 0)
+			close(fds[r->files[i].slot]);
+	free(fds);
+	if (ret < 0)
+		return ret;
+	if (r->k.file_alloc_start == 0 && r->k.file_alloc_end == r->nr_files)
+		return 0;
+	s->step = "IORING_REGISTER_FILE_ALLOC_RANGE";
+	{
+		struct io_uring_file_index_range range = {
+			.off = r->k.file_alloc_start,
+			.len = r->k.file_alloc_end - r->k.file_alloc_start,
+		};
+
+		if (sys_register(s->w.fd, IORING_REGISTER_FILE_ALLOC_RANGE, &range, 0) < 0)
+			return sysfail(s, "setting the file allocation range");
+	}
+	return 0;
+}
+
+static int settings(struct rst *s)
+{
+	const struct ucr_ring *r = s->r;
+	const struct ucr_ring_rec *k = &r->k;
+
+	if (r->evfd >= 0) {
+		s->step = k->evfd_async ? "IORING_REGISTER_EVENTFD_ASYNC" : "IORING_REGISTER_EVENTFD";
+		int evfd = s->o->evfd;
+
+		if (evfd < 0) {
+			if (r->evfd_count > UINT32_MAX)
+				return ucr_errf(s->err, -EINVAL,
+						"the eventfd's count %" PRIu64 " is more than eventfd() takes",
+						r->evfd_count);
+			evfd = eventfd(r->evfd_count, EFD_CLOEXEC);
+			if (evfd < 0)
+				return sysfail(s, "eventfd()");
+			s->out->evfd = evfd;
+		}
+		if (sys_register(s->w.fd, k->evfd_async ? IORING_REGISTER_EVENTFD_ASYNC :
+			       IORING_REGISTER_EVENTFD, &evfd, 1) < 0)
+			return sysfail(s, "registering the eventfd");
+	}
+	if (k->iowq_limits_set) {
+		unsigned int v[2] = { k->iowq_limits[0], k->iowq_limits[1] };
+
+		s->step = "IORING_REGISTER_IOWQ_MAX_WORKERS";
+		if (sys_register(s->w.fd, IORING_REGISTER_IOWQ_MAX_WORKERS, v, 2) < 0)
+			return sysfail(s, "setting the io-wq limits");
+		s->iowq = true;
+		s->iowq_old[0] = v[0];
+		s->iowq_old[1] = v[1];
+	}
+	if (k->clockid != CLOCK_MONOTONIC) {
+		struct ucr_clock_register c = { .clockid = k->clockid };
+
+		s->step = "IORING_REGISTER_CLOCK";
+		if (sys_register(s->w.fd, UCR_REGISTER_CLOCK, &c, 0) < 0)
+			return sysfail(s, "setting the clock");
+	}
+	if (r->nr_pers || k->pers_next) {
+		s->step = "IORING_REGISTER_PERSONALITY";
+		if (ucr_pers_restore(s->w.fd, r->pers, r->nr_pers, k->pers_next,
+				     &s->out->stats.pers_calls, s->err))
+			return s->err->code;
+	}
+	return 0;
+}
+
+static int restrictions(struct rst *s)
+{
+	const struct ucr_ring_rec *k = &s->r->k;
+	struct io_uring_restriction res[130];
+	unsigned int n = 0, i;
+
+	if (!k->restrictions_registered)
+		return 0;
+	s->step = "IORING_REGISTER_RESTRICTIONS";
+	memset(res, 0, sizeof(res));
+	for (i = 0; i < 64; i++) {
+		if (k->restrict_register_op & (1ULL << i)) {
+			res[n].opcode = IORING_RESTRICTION_REGISTER_OP;
+			res[n++].register_op = i;
+		}
+		if (k->restrict_sqe_op & (1ULL << i)) {
+			res[n].opcode = IORING_RESTRICTION_SQE_OP;
+			res[n++].sqe_op = i;
+		}
+	}
+	if (k->restrict_flags_allowed) {
+		res[n].opcode = IORING_RESTRICTION_SQE_FLAGS_ALLOWED;
+		res[n++].sqe_flags = k->restrict_flags_allowed;
+	}
+	if (k->restrict_flags_required) {
+		res[n].opcode = IORING_RESTRICTION_SQE_FLAGS_REQUIRED;
+		res[n++].sqe_flags = k->restrict_flags_required;
+	}
+	if (sys_register(s->w.fd, IORING_REGISTER_RESTRICTIONS, res, n) < 0)
+		return sysfail(s, "registering the restrictions");
+	return 0;
+}
+
+/* The application-owned part of the ring memory, as the image has it. */
+static void write_memory(struct rst *s)
+{
+	const struct ucr_ring *r = s->r;
+	struct ucr_work *w = &s->w;
+
+	memcpy(w->cqes, r->cqes, (size_t)r->k.cq_entries * w->cqe_size);
+	__atomic_store_n(w->cq_head, r->cq_head, __ATOMIC_RELEASE);
+	__atomic_store_n(w->cq_flags, r->cq_flags, __ATOMIC_RELAXED);
+	__atomic_store_n(w->cq_overflow, r->cq_overflow, __ATOMIC_RELAXED);
+	__atomic_store_n(w->sq_dropped, r->sq_dropped, __ATOMIC_RELAXED);
+	if (w->sq_array && r->sq_array)
+		memcpy(w->sq_array, r->sq_array, r->k.sq_entries * sizeof(uint32_t));
+	memcpy(w->sqes, r->sqes, (size_t)r->k.sq_entries * w->sqe_size);
+	/* last: on SQPOLL the SQ thread takes what lies below the tail */
+	__atomic_store_n(w->sq_tail, r->sq_tail, __ATOMIC_RELEASE);
+}
+
+/*
+ * The owner's mappings of the ring, with the same offsets and lengths. 6.12
+ * cannot put them at the owner's addresses: io_uring_get_unmapped_area()
+ * fails any non-zero address with -EINVAL, and both mmap(MAP_FIXED) and
+ * mremap(MREMAP_FIXED) go through it. The fixed address is tried first
+ * (MAP_FIXED_NOREPLACE: a kernel that allows it gets the exact layout),
+ * then the ring is mapped where the kernel chooses ("relocated").
+ */
+static int final_maps(struct rst *s)
+{
+	const struct ucr_ring *r = s->r;
+	unsigned int i;
+
+	s->step = "mapping the ring";
+	for (i = 0; i < r->nr_maps; i++) {
+		const struct ucr_map *m = &r->maps[i];
+		size_t len = m->end - m->start;
+		int prot = PROT_READ | PROT_WRITE;
+		void *p = mmap((void *)m->start, len, prot, MAP_SHARED | MAP_FIXED_NOREPLACE,
+			       s->w.fd, m->pgoff);
+
+		if (p != MAP_FAILED && p != (void *)m->start) {
+			munmap(p, len);
+			p = MAP_FAILED;
+		}
+		if (p == MAP_FAILED) {
+			p = mmap(NULL, len, prot, MAP_SHARED, s->w.fd, m->pgoff);
+			if (p == MAP_FAILED)
+				return ucr_errf(s->err, -errno, "mapping %s (%zu bytes): %s",
+						map_name(m->pgoff), len, strerror(errno));
+			s->out->relocated = true;
+		}
+		s->out->maps[i].addr = p;
+		s->out->maps[i].len = len;
+		s->out->maps[i].pgoff = m->pgoff;
+		s->out->nr_maps = i + 1;
+	}
+	return 0;
+}
+
+static int run(struct rst *s)
+{
+	const struct ucr_ring *r = s->r;
+	uint64_t n_nops, n_drops, n_msgs;
+	int ret;
+
+	s->step = "checking the image";
+	ucr_replay_plan(r->k.cached_sq_head, r->k.cached_cq_tail, &n_nops, &n_drops, &n_msgs);
+	if (n_drops && (r->k.flags & IORING_SETUP_NO_SQARRAY))
+		return ucr_errf(s->err, -EOPNOTSUPP,
+				"the SQ head is %" PRIu64 " past the CQ tail, and a ring without an SQ array (IORING_SETUP_NO_SQARRAY) cannot move its SQ head alone without IOSQE_CQE_SKIP_SUCCESS, which would disable IOSQE_IO_DRAIN for good",
+				n_drops);
+	if (s->o->max_replay && n_nops + n_drops + n_msgs > s->o->max_replay)
+		return ucr_errf(s->err, -E2BIG,
+				"the counters (SQ head %u, CQ tail %u) take %" PRIu64 " operations to replay, more than the %" PRIu64 " allowed",
+				r->k.cached_sq_head, r->k.cached_cq_tail, n_nops + n_drops + n_msgs,
+				s->o->max_replay);
+	ret = plan_regions(s);
+	if (!ret)
+		ret = reserve_all(s);
+	if (!ret)
+		ret = setup(s);
+	if (!ret)
+		ret = buffers(s);
+	if (!ret)
+		ret = files(s);
+	if (!ret)
+		ret = settings(s);
+	if (!ret)
+		ret = restrictions(s);
+	if (ret)
+		return ret;
+	if (!(r->k.flags & IORING_SETUP_R_DISABLED)) {
+		s->step = "IORING_REGISTER_ENABLE_RINGS";
+		if (sys_register(s->w.fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
+			return sysfail(s, "enabling the ring");
+		s->step = "replaying the counters";
+		/* the replay's CQEs must not signal the eventfd: its count is the image's */
+		__atomic_store_n(s->w.cq_flags, IORING_CQ_EVENTFD_DISABLED, __ATOMIC_RELEASE);
+		ret = ucr_replay(&s->w, r, &s->out->stats, s->o->progress, s->err);
+		if (ret)
+			return ret;
+	}
+	write_memory(s);
+	if (r->reg_index >= 0) {
+		struct io_uring_rsrc_update u = { .offset = r->reg_index, .data = s->w.fd };
+
+		s->step = "IORING_REGISTER_RING_FDS";
+		if (sys_register(s->w.fd, IORING_REGISTER_RING_FDS, &u, 1) != 1)
+			return sysfail(s, "registering the ring fd at its index");
+		s->reg_ring = true;
+	}
+	return final_maps(s);
+}
+
+static void undo(struct rst *s)
+{
+	unsigned int i;
+
+	if (s->reg_ring) {
+		struct io_uring_rsrc_update u = { .offset = s->r->reg_index };
+
+		sys_register(s->w.fd, IORING_UNREGISTER_RING_FDS, &u, 1);
+	}
+	if (s->iowq)	/* the limits are the task's io-wq's: put them back */
+		sys_register(s->w.fd, IORING_REGISTER_IOWQ_MAX_WORKERS, s->iowq_old, 2);
+	for (i = 0; i < s->out->nr_maps; i++)
+		munmap(s->out->maps[i].addr, s->out->maps[i].len);
+	s->out->nr_maps = 0;
+	if (s->w.fd >= 0)
+		close(s->w.fd);
+	s->out->fd = -1;
+	if (s->out->evfd >= 0)
+		close(s->out->evfd);
+	s->out->evfd = -1;
+	for (i = 0; i < s->nr_reg; i++)
+		if (s->reg[i].placed)
+			munmap((void *)s->reg[i].start, s->reg[i].end - s->reg[i].start);
+}
+
+int ucr_restore_ring(const struct ucr_image *img, unsigned int idx,
+		     const struct ucr_restore_opts *o, struct ucr_restored *out,
+		     struct ucr_err *err)
+{
+	struct rst s = {
+		.img = img, .idx = idx, .o = o, .out = out, .err = err,
+		.w = { .fd = -1 }, .step = "checking the image",
+	};
+	uint64_t t0 = ucr_now_us();
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	out->fd = out->evfd = -1;
+	err->code = 0;
+	err->msg[0] = '\0';
+	if (idx >= img->nr_rings)
+		return ucr_errf(err, -EINVAL, "image %s has %u ring%s, no ring %u", img->dir,
+				img->nr_rings, img->nr_rings == 1 ? "" : "s", idx);
+	s.r = &img->rings[idx];
+	ret = run(&s);
+	ucr_work_unmap(&s.w);
+	if (ret) {
+		char why[sizeof(err->msg)];
+
+		snprintf(why, sizeof(why), "%s", err->msg);
+		undo(&s);
+		ucr_errf(err, ret, "image %s, ring %u (part ring%u.txt), %s: %s", img->dir, idx,
+			 idx, s.step, why);
+	}
+	free(s.reg);
+	out->stats.restore_us = ucr_now_us() - t0;
+	return ret;
+}
+
+void ucr_restored_close(struct ucr_restored *r)
+{
+	unsigned int i;
+
+	for (i = 0; i < r->nr_maps; i++)
+		munmap(r->maps[i].addr, r->maps[i].len);
+	r->nr_maps = 0;
+	if (r->evfd >= 0)
+		close(r->evfd);
+	if (r->fd >= 0)
+		close(r->fd);
+	r->fd = r->evfd = -1;
+}

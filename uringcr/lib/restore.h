@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The restore's own pieces (restore.c, replay.c): raw io_uring system
+ * calls and the ring as the restore maps it for its own work.
+ */
+#ifndef UCR_RESTORE_H
+#define UCR_RESTORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "uapi.h"
+
+#include "internal.h"
+
+static inline int sys_setup(unsigned int entries, struct io_uring_params *p)
+{
+	return syscall(__NR_io_uring_setup, entries, p);
+}
+
+static inline int sys_enter(int fd, unsigned int submit, unsigned int wait,
+			    unsigned int flags)
+{
+	return syscall(__NR_io_uring_enter, fd, submit, wait, flags, NULL, 0);
+}
+
+static inline int sys_register(int fd, unsigned int op, const void *arg,
+			       unsigned int nr)
+{
+	return syscall(__NR_io_uring_register, fd, op, arg, nr);
+}
+
+/* The restore's working view of the new ring (its own mappings). */
+struct ucr_work {
+	int fd;
+	const struct io_uring_params *p;
+	void *sq_ring, *cq_ring, *sqes;
+	size_t sq_len, cq_len, sqes_len;
+	uint32_t *sq_head, *sq_tail, *sq_array, *sq_dropped, *sq_flags;
+	uint32_t *cq_head, *cq_tail, *cq_overflow, *cq_flags;
+	void *cqes;
+	uint32_t sqe_size, cqe_size;
+};
+
+/* Maps the ring @w->fd set up with @w->p anywhere, for the restore's use. */
+int ucr_work_map(struct ucr_work *w, struct ucr_err *err);
+void ucr_work_unmap(struct ucr_work *w);
+
+/*
+ * Moves the new ring's kernel counters (cached_sq_head, cached_cq_tail) to
+ * the image's, leaving the CQ empty (replay.c). @allow_drop: the ring has
+ * an SQ array, so SQ entries may be dropped to move the SQ head alone.
+ */
+int ucr_replay(struct ucr_work *w, const struct ucr_ring *r,
+	       struct ucr_restore_stats *st, bool progress, struct ucr_err *err);
+
+/* What the replay will cost: NOPs, dropped entries, MSG_RING posts. */
+void ucr_replay_plan(uint32_t sq_head, uint32_t cq_tail, uint64_t *nops,
+		     uint64_t *drops, uint64_t *msgs);
+
+#endif /* UCR_RESTORE_H */
