@@ -27,6 +27,27 @@ def finish_run(run: RunResult, results: Path) -> None:
     print(f"results: {results}")
 
 
+def restore_lines(run: RunResult) -> list[str]:
+    """One line per restored scenario: restore time, the counter replay, the verdict."""
+    lines = []
+    for t in run.tests:
+        r = t.restore
+        if not r:
+            continue
+        if "unparsable" in r:
+            parts = ["figures unparsable"]
+        else:
+            parts = [f"{r.get('restore_us', 0) / 1000:.1f} ms",
+                     f"{r.get('nops', 0)} NOPs replayed in {r.get('replay_us', 0) / 1000:.1f} ms"]
+            if r.get("drops") or r.get("msgs"):
+                parts.append(f"{r.get('drops', 0)} SQ drops, {r.get('msgs', 0)} MSG_RING posts")
+            if r.get("pers_calls"):
+                parts.append(f"{r['pers_calls']} personality calls")
+            parts.append("equal" if r.get("equal") else "NOT equal")
+        lines.append(f"  restore       {t.name}: {', '.join(parts)} -> {t.status.value}")
+    return lines
+
+
 def checkpoint_lines(run: RunResult) -> list[str]:
     """One line per checkpoint scenario with uringcr's figures (CRIU's names)."""
     lines = []
@@ -110,6 +131,7 @@ def terminal_summary(run: RunResult) -> str:
                                   if k not in ("rounds", "ms"))
                 lines.append(f"                  {name}:{rounds} {detail}{took}")
     lines += checkpoint_lines(run)
+    lines += restore_lines(run)
     for key, value in run.info.items():
         if key.startswith("reproduce:") and isinstance(value, dict):
             lines.append(f"  {value.get('line', '')}")

@@ -48,6 +48,8 @@ class TestResult:
     scenarios: dict[str, dict[str, int]] = field(default_factory=dict)
     # a checkpoint scenario's dump figures (uringcr's report, CRIU's names): "checkpoint"
     checkpoint: dict[str, int] = field(default_factory=dict)
+    # a restore's figures (uringcr verify: restore_us, nops, equal as 0/1, ...): "restore"
+    restore: dict[str, int] = field(default_factory=dict)
 
     @property
     def full_name(self) -> str:

@@ -75,6 +75,12 @@ def checkpoint_figures(case: GuestResult | None) -> dict[str, int]:
     return {"unparsable": 1} if data == "" else _counts(data)
 
 
+def restore_figures(case: GuestResult | None) -> dict[str, int]:
+    """The "restore" property: the restore's time, NOPs replayed, equality (0/1)."""
+    data = _json_property(case, "restore")
+    return {"unparsable": 1} if data == "" else _counts(data)
+
+
 def _last_or_failed(records: list[GuestResult]) -> dict[str, GuestResult]:
     """One record per test (by its marker id): the last round's, or the first
     round in which it did not pass (reproduce mode runs tests in rounds)."""
@@ -157,7 +163,8 @@ def judge_boot(suite: Suite, guest_results: list[GuestResult], scan: ScanResult,
                                   expected=[k.value for k in expected],
                                   outcomes=outcome_counts(case),
                                   scenarios=scenario_counts(case),
-                                  checkpoint=checkpoint_figures(case)))
+                                  checkpoint=checkpoint_figures(case),
+                                  restore=restore_figures(case)))
 
     outside = [(f, n) for f, n in deduped if f.test is None]
     stray = []

@@ -217,3 +217,25 @@ def test_unparsable_checkpoint_figures_say_so() -> None:
                        properties={"checkpoint": "{not json"})
     res, _ = judge_boot(MAIN, [case], scan([window("t.py::c")], []), vm())
     assert res[0].checkpoint == {"unparsable": 1}
+
+
+def test_restore_figures_reach_the_report_and_summary() -> None:
+    from harness.report import terminal_summary
+    from harness.results import RunResult
+    figures = ('{"equal": true, "restore_us": 23456, "replay_us": 12000, "nops": 1005,'
+               ' "drops": 0, "msgs": 2, "pers_calls": 7}')
+    name = "test_uringcr_restore.py::test_restore_pending[plain]"
+    case = GuestResult(nodeid=name, outcome="passed", message="", seconds=3.0,
+                       properties={"restore": figures})
+    res, _ = judge_boot(MAIN, [case], scan([window(name)], []), vm())
+    assert res[0].restore == {"equal": 1, "restore_us": 23456, "replay_us": 12000,
+                              "nops": 1005, "drops": 0, "msgs": 2, "pers_calls": 7}
+    run = RunResult(results_dir="r")
+    run.tests += res
+    assert (f"restore       {name}: 23.5 ms, 1005 NOPs replayed in 12.0 ms, 0 SQ drops,"
+            " 2 MSG_RING posts, 7 personality calls, equal -> pass") in terminal_summary(run)
+    assert run.to_json()["tests"][0]["restore"]["nops"] == 1005
+    bad = GuestResult(nodeid="t.py::r", outcome="passed", message="", seconds=1.0,
+                      properties={"restore": "{not json"})
+    res, _ = judge_boot(MAIN, [bad], scan([window("t.py::r")], []), vm())
+    assert res[0].restore == {"unparsable": 1}
