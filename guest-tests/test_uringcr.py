@@ -24,7 +24,8 @@ import pytest
 from helpers import Helpers
 from hugepages import reserved_hugetlb
 from uringcr_run import (UCR_OK, UCR_REFUSED, Owner, Uringcr, bvec_pfns, fdinfo, pagemap_pfns,
-                         proc_state, record_stats, ring_maps, owner_of, the_ring)
+                         proc_state, record_restore, record_stats, ring_maps, owner_of,
+                         the_ring)
 
 O_ACCMODE, O_APPEND, O_DIRECTORY = 0o3, 0o2000, 0o200000
 ETIME = 62
@@ -183,6 +184,7 @@ def test_drain_waits_for_a_timeout(helpers: Helpers, ucr: Uringcr, owners: list[
         [(want["user_data"], -ETIME)]
     # it was in flight when the dump began: the dumper waited for it
     assert report["stats"]["drain_time_us"] >= 100_000, report["stats"]
+    record_restore(record_property, ucr.verify(tmp_path / "image"))
     owner.go(helpers.budget.remaining())
 
 
@@ -301,6 +303,8 @@ def test_dump_fio(helpers: Helpers, ucr: Uringcr, tmp_path: Path, record_propert
         got_bufs = {b["slot"]: (b["addr"], b["len"]) for b in ring["buffers"]["used"]}
         assert got_bufs == bufs and len(bufs) >= 4, (got_bufs, bufs)
         assert proc.poll() is None, "fio did not survive the dump"
+        # fio's ring restored into uringcr (while fio runs: its file is there) dumps equal
+        record_restore(record_property, ucr.verify(image, "--progress"))
     finally:
         proc.terminate()
         try:
@@ -311,7 +315,7 @@ def test_dump_fio(helpers: Helpers, ucr: Uringcr, tmp_path: Path, record_propert
         data.unlink(missing_ok=True)
 
 
-@pytest.mark.timeout_s(120)  # 16384 parts: about a minute under TCG
+@pytest.mark.timeout_s(300)  # 16384 parts, dumped twice and restored: 2 minutes under TCG
 def test_dump_many(helpers: Helpers, ucr: Uringcr, owners: list[Owner], tmp_path: Path,
                    record_property: Any) -> None:
     """16384 buffers (IORING_MAX_REG_BUFFERS) and 65536 file slots in one ring."""
@@ -334,6 +338,7 @@ def test_dump_many(helpers: Helpers, ucr: Uringcr, owners: list[Owner], tmp_path
     assert by_path == {"/dev/null": files["null"], "/dev/zero": files["zero"],
                        "/dev/full": files["full"]}
     assert all(f["slot"] % 3 != 1 for f in fused)
+    record_restore(record_property, ucr.verify(tmp_path / "image", "--progress"))
     owner.go(helpers.budget.remaining())
 
 

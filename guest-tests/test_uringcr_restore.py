@@ -181,3 +181,22 @@ def test_failed_restore_leaves_nothing(helpers: Helpers, ucr: Uringcr, owners: l
     left = finished.match(LEFTOVER)
     assert (int(left.group("fds")), int(left.group("maps"))) == (0, 0), finished.describe()
     owner.go(helpers.budget.remaining())
+
+
+@pytest.mark.parametrize("kind", ["plain", "sqpoll", "defer"])
+def test_restore_behaviour(kind: str, helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                           tmp_path: Path, record_property: Any) -> None:
+    """The same continuation on a plain, an SQPOLL and a DEFER_TASKRUN ring, in the
+    resumed original and in the restored copy: the pending CQEs, then a fixed-buffer
+    read from a registered file under a personality, a fixed-buffer write to a
+    direct descriptor, a read back, an open the personality is refused, a drain."""
+    owner = owner_of(helpers, owners, "cr_mixed", kind)
+    image = tmp_path / "image"
+    dump_verify(helpers, ucr, owner, image, record_property)
+    addr = str(owner.one("buf")["addr"])
+    # the copy first: both use the original's files
+    copy = resume(helpers, "cr_mixed", kind, "resume", str(image), addr, label=f"resume-{kind}")
+    original = results(owner.go(helpers.budget.remaining()))
+    assert "result open_secret_as_1000 res=-13" in original
+    assert len(original) == (9 if kind == "sqpoll" else 10)
+    assert results(copy.output) == original

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/uio.h>
@@ -376,38 +377,96 @@ static int reopen(struct rst *s, const struct ucr_file *f)
 	return fd;
 }
 
+#define FILES_CHUNK	256	/* files open at once: well below RLIMIT_NOFILE's 1024 */
+
+/*
+ * Files [first, last] of the image's list into their slots with one
+ * IORING_REGISTER_FILES_UPDATE2; slots between them are skipped.
+ */
+static int files_chunk(struct rst *s, unsigned int first, unsigned int last, int *fds)
+{
+	const struct ucr_file *f = s->r->files;
+	uint32_t base = f[first].slot, n = f[last].slot - base + 1, i;
+	struct io_uring_rsrc_update2 up = {
+		.offset = base, .data = (uint64_t)(uintptr_t)fds, .nr = n,
+	};
+	int ret = 0, got;
+
+	for (i = 0; i < n; i++)
+		fds[i] = IORING_REGISTER_FILES_SKIP;
+	s->step = "reopening the registered files";
+	for (i = first; i <= last && ret >= 0; i++) {
+		ret = reopen(s, &f[i]);
+		if (ret >= 0)
+			fds[f[i].slot - base] = ret;
+	}
+	if (ret >= 0) {
+		s->step = "IORING_REGISTER_FILES_UPDATE2";
+		got = sys_register(s->w.fd, IORING_REGISTER_FILES_UPDATE2, &up, sizeof(up));
+		if (got != (int)n)
+			ret = got < 0 ? sysfail(s, "registering the files") :
+			      ucr_errf(s->err, -EIO, "registering the files: %d of %u slots taken",
+				       got, n);
+	}
+	/* the ring holds its own references: no fd of them stays behind */
+	for (i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	return ret < 0 ? ret : 0;
+}
+
+/*
+ * A sparse table of the image's size, then the files in chunks: 65536
+ * files cannot all be open at once under the default RLIMIT_NOFILE.
+ */
 static int files(struct rst *s)
 {
 	const struct ucr_ring *r = s->r;
-	struct io_uring_rsrc_register rr = { .nr = r->nr_files };
-	unsigned int i;
-	int *fds, ret = 0;
+	struct io_uring_rsrc_register rr = {
+		.nr = r->nr_files, .flags = IORING_RSRC_REGISTER_SPARSE,
+	};
+	struct rlimit old, lim;
+	unsigned int i, first;
+	int *fds, ret;
 
 	if (!r->nr_files)
 		return 0;
-	s->step = "reopening the registered files";
+	s->step = "IORING_REGISTER_FILES2";
+	/*
+	 * io_uring takes no table larger than RLIMIT_NOFILE: the owner had
+	 * raised it. Raised as far as needed for the call, then put back.
+	 */
+	if (getrlimit(RLIMIT_NOFILE, &old))
+		return sysfail(s, "getrlimit(RLIMIT_NOFILE)");
+	lim = old;
+	if (lim.rlim_cur < r->nr_files) {
+		lim.rlim_cur = r->nr_files;
+		if (lim.rlim_max < r->nr_files)
+			lim.rlim_max = r->nr_files;	/* CAP_SYS_RESOURCE */
+		if (setrlimit(RLIMIT_NOFILE, &lim))
+			return ucr_errf(s->err, -EMFILE,
+					"the file table has %u slots, and io_uring takes at most RLIMIT_NOFILE (soft %llu, hard %llu), which could not be raised: %s; raise it (ulimit -n), or restore with CAP_SYS_RESOURCE",
+					r->nr_files, (unsigned long long)old.rlim_cur,
+					(unsigned long long)old.rlim_max, strerror(errno));
+	}
+	ret = sys_register(s->w.fd, IORING_REGISTER_FILES2, &rr, sizeof(rr));
+	if (ret < 0)
+		ret = sysfail(s, "registering a sparse file table");
+	if (lim.rlim_cur != old.rlim_cur || lim.rlim_max != old.rlim_max)
+		setrlimit(RLIMIT_NOFILE, &old);
+	if (ret < 0)
+		return ret;
 	fds = malloc(r->nr_files * sizeof(*fds));
 	if (!fds)
 		return ucr_errf(s->err, -ENOMEM, "out of memory");
-	memset(fds, 0xff, r->nr_files * sizeof(*fds));	/* -1: an empty slot */
-	for (i = 0; i < r->nr_used_files && ret >= 0; i++) {
-		ret = reopen(s, &r->files[i]);
-		if (ret >= 0)
-			fds[r->files[i].slot] = ret;
+	ret = 0;
+	for (first = 0; first < r->nr_used_files && !ret; first = i + 1) {
+		i = first + FILES_CHUNK - 1 < r->nr_used_files ? first + FILES_CHUNK - 1 :
+		    r->nr_used_files - 1;
+		ret = files_chunk(s, first, i, fds);
 	}
-	if (ret >= 0) {
-		s->step = "IORING_REGISTER_FILES2";
-		rr.data = (uint64_t)(uintptr_t)fds;
-		ret = sys_register(s->w.fd, IORING_REGISTER_FILES2, &rr, sizeof(rr));
-		if (ret < 0)
-			ret = sysfail(s, "registering the files");
-	}
-	/* the ring holds its own references: no fd of them stays behind */
-	for (i = 0; i < r->nr_used_files; i++)
-		if (fds[r->files[i].slot] >= 0)
-			close(fds[r->files[i].slot]);
 	free(fds);
-	if (ret < 0)
+	if (ret)
 		return ret;
 	if (r->k.file_alloc_start == 0 && r->k.file_alloc_end == r->nr_files)
 		return 0;

@@ -64,6 +64,10 @@ void ucr_target_close(struct ucr_target *t)
 	if (t->pagemap_fd >= 0)
 		close(t->pagemap_fd);
 	t->pidfd = t->mem_fd = t->pagemap_fd = -1;
+	free(t->vmas);
+	t->vmas = NULL;
+	t->nr_vmas = 0;
+	t->vmas_read = false;
 }
 
 /* /proc/PID/<name>, kept open in *@fd for the whole dump (thousands of buffers) */
@@ -220,19 +224,18 @@ int ucr_target_pages_are(struct ucr_target *t, uint64_t addr, uint64_t len,
 }
 
 /*
- * What backs @addr in the process: hugetlb pages (smaps' KernelPageSize
- * above 4 kB), a shared mapping of a file, or private memory.
+ * Every mapping of the process from one read of /proc/PID/smaps: hugetlb
+ * (KernelPageSize above 4 kB), shared with a file, or private. Read once:
+ * a ring with 16384 buffers would otherwise read smaps 16384 times, each
+ * walking every mapping's page tables.
  */
-int ucr_target_backing(struct ucr_target *t, uint64_t addr, enum ucr_backing *kind,
-		       uint64_t *off, char *path, size_t size, struct ucr_err *err)
+static int read_vmas(struct ucr_target *t, struct ucr_err *err)
 {
 	char name[64], line[768];
-	bool in = false;
+	size_t cap = 0;
 	FILE *f;
 
-	*kind = UCR_BACK_ANON;
-	*off = 0;
-	path[0] = '\0';
+	t->vmas_read = true;
 	snprintf(name, sizeof(name), "/proc/%d/smaps", t->pid);
 	f = fopen(name, "re");
 	if (!f)
@@ -241,28 +244,71 @@ int ucr_target_backing(struct ucr_target *t, uint64_t addr, enum ucr_backing *ki
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long long start, end, pgoff, inode, kps;
 		char perms[8], dev[16];
+		struct ucr_vma *v;
 		int pos = 0;
 
 		if (sscanf(line, "%llx-%llx %7s %llx %15s %llu %n", &start, &end, perms,
 			   &pgoff, dev, &inode, &pos) >= 6) {
-			if (in)
-				break;
-			in = addr >= start && addr < end;
-			if (!in)
-				continue;
-			if (perms[3] == 's' && inode) {
-				line[strcspn(line, "\n")] = '\0';
-				*kind = UCR_BACK_SHARED;
-				*off = pgoff + (addr - start);
-				snprintf(path, size, "%s", line + pos);
+			if (t->nr_vmas == cap) {
+				void *n = realloc(t->vmas, (cap = cap ? 2 * cap : 256) * sizeof(*v));
+
+				if (!n) {
+					fclose(f);
+					return ucr_errf(err, -ENOMEM, "out of memory");
+				}
+				t->vmas = n;
 			}
-		} else if (in && sscanf(line, "KernelPageSize: %llu kB", &kps) == 1 && kps > 4) {
-			*kind = UCR_BACK_HUGETLB;
-			*off = 0;
-			path[0] = '\0';
+			v = &t->vmas[t->nr_vmas++];
+			memset(v, 0, sizeof(*v));
+			v->start = start;
+			v->end = end;
+			v->pgoff = pgoff;
+			v->shared = perms[3] == 's' && inode;
+			line[strcspn(line, "\n")] = '\0';
+			if (v->shared)
+				snprintf(v->path, sizeof(v->path), "%s", line + pos);
+		} else if (t->nr_vmas && sscanf(line, "KernelPageSize: %llu kB", &kps) == 1) {
+			t->vmas[t->nr_vmas - 1].hugetlb = kps > 4;
 		}
 	}
 	fclose(f);
+	return 0;
+}
+
+int ucr_target_backing(struct ucr_target *t, uint64_t addr, enum ucr_backing *kind,
+		       uint64_t *off, char *path, size_t size, struct ucr_err *err)
+{
+	size_t lo = 0, hi;
+	int ret;
+
+	*kind = UCR_BACK_ANON;
+	*off = 0;
+	path[0] = '\0';
+	if (!t->vmas_read) {
+		ret = read_vmas(t, err);
+		if (ret)
+			return ret;
+	}
+	hi = t->nr_vmas;
+	while (lo < hi) {	/* smaps lists the mappings in address order */
+		size_t mid = (lo + hi) / 2;
+		const struct ucr_vma *v = &t->vmas[mid];
+
+		if (addr < v->start) {
+			hi = mid;
+		} else if (addr >= v->end) {
+			lo = mid + 1;
+		} else {
+			if (v->hugetlb) {
+				*kind = UCR_BACK_HUGETLB;
+			} else if (v->shared) {
+				*kind = UCR_BACK_SHARED;
+				*off = v->pgoff + (addr - v->start);
+				snprintf(path, size, "%s", v->path);
+			}
+			break;
+		}
+	}
 	return 0;
 }
 

@@ -10,12 +10,22 @@
 
 #include "internal.h"
 
+/* One mapping of the process as its smaps shows it (ucr_target_backing()) */
+struct ucr_vma {
+	uint64_t start, end, pgoff;
+	bool shared, hugetlb;
+	char path[UCR_PATH_MAX];
+};
+
 struct ucr_target {
 	pid_t pid;
 	int pidfd;
 	char comm[64];
 	int mem_fd;		/* /proc/PID/mem and pagemap, opened on first use */
 	int pagemap_fd;
+	struct ucr_vma *vmas;	/* smaps, read once on first use, sorted */
+	size_t nr_vmas;
+	bool vmas_read;
 };
 
 /* pidfd_open(): fails naming the pid when it does not exist. */
@@ -32,6 +42,7 @@ int ucr_target_maps(struct ucr_target *t, uint64_t ino, struct ucr_map *maps,
 /* Is [addr, addr+len) backed, page by page, by exactly @pfns? 1 yes, 0 no */
 int ucr_target_pages_are(struct ucr_target *t, uint64_t addr, uint64_t len,
 			 const uint64_t *pfns, size_t nr_pfns, struct ucr_err *err);
+/* What backs @addr: read from one look at /proc/PID/smaps per dump. */
 int ucr_target_backing(struct ucr_target *t, uint64_t addr, enum ucr_backing *kind,
 		       uint64_t *off, char *path, size_t size, struct ucr_err *err);
 /* Reads the process's memory at @addr (/proc/PID/mem). */
