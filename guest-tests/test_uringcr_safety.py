@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from helpers import Helpers
-from uringcr_run import (UCR_FAILED, UCR_REFUSED, Owner, Uringcr, proc_state, record_stats,
-                         owner_of, the_ring)
+from uringcr_run import (UCR_FAILED, UCR_REFUSED, Owner, Uringcr, proc_state, record_restore,
+                         record_stats, owner_of, the_ring)
 
 
 REFUSALS = ["iopoll", "attach-wq", "nommap", "napi", "eventfd", "pbuf", "pers64", "regtwice",
@@ -147,6 +147,8 @@ def test_busy_ring(freeze: str, helpers: Helpers, ucr: Uringcr, owners: list[Own
         if i == 0:
             record_stats(record_property, report)
     record_property("edeadlk_retries", retries)
+    # an image of a ring taken mid-batch restores equal, its unsubmitted SQEs included
+    record_restore(record_property, ucr.verify(tmp_path / "image0"))
     out = owner.go(helpers.budget.remaining())
     assert "BAD" not in out
 
@@ -191,6 +193,7 @@ def test_mutual_dumps(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
         image = dirs[owner.pid]
         if ret == 0:
             ucr.show(image)
+            ucr.verify(image, label=f"verify-{owner.pid}")
             outcomes[owner.pid] = "dumped"
         else:
             assert msg and not image.exists(), m.group(0)
