@@ -2,8 +2,8 @@
 Host, Keeper, SshConnector/SshSession/SshChannel, Monitor, Clock), what it boots
 (GuestSpec), how long it waits (Bounds), what it records (GuestState, the files in
 its state directory), the guest's command and vng's argv, and helpers that touch
-the world only through the seams.  keptguest.py has start(), KeptGuest and stop();
-keptreal.py the real world behind the seams."""
+the world only through the seams.  keptguest.py has start() (its boot steps in
+kept_boot.py), KeptGuest and stop(); keptreal.py the real world behind the seams."""
 
 from __future__ import annotations
 

@@ -60,7 +60,9 @@ How it works
 
 Every external thing is behind a Protocol (Host, SshConnector/SshSession/
 SshChannel, Monitor, Clock, Keeper; in kept_model.py, with the errors, GuestSpec,
-Bounds, GuestState and the helpers), so the unit tests need no VM.  This
+Bounds, GuestState and the helpers), so the unit tests need no VM.  The boot
+steps start() runs (preflight, the waits for "ready" and for SSH) are in
+kept_boot.py.  This
 module starts its own long-lived processes (the keeper and, inside it, vng)
 because procs.Runner only runs commands to completion.
 """
@@ -69,23 +71,21 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, NoReturn
 
+from .kept_boot import await_ready, await_ssh, preflight, reset
 from .kept_model import (
     READY_MARKER, STOP_FIFO, Bounds, Clock, CommandHung, Endpoint, GuestDied, GuestSpec,
-    GuestState, GuestUnresponsive, Host, KeptGuestError, Keeper, Limit, LockFactory, RealClock,
-    Say, Seams, SshChannel, SshError, SshSession, StartCause, StartFailed, Window, _NO_SSHD,
-    _Paths, _Progress, _boot_failure_cause, _brief, _capture, _kill_vm, _read_pid, _when,
-    _write_state, console_tail, guest_command, keeper_argv, vng_argv)
+    GuestState, GuestUnresponsive, KeptGuestError, Keeper, Limit, LockFactory, RealClock, Say,
+    Seams, SshChannel, SshError, SshSession, StartCause, StartFailed, Window, _Paths, _Progress,
+    _brief, _capture, _kill_vm, _read_pid, _when, _write_state, console_tail, guest_command,
+    keeper_argv, vng_argv)
 
 # what the kernel prints when sysrq w / d are done
 _SYSRQ_DONE = ("Show Blocked State", "Show Locks Held")
-# characters vng passes through its shell unquoted (--qemu-opts is joined into a string)
-_SAFE_PATH = re.compile(r"^[A-Za-z0-9_+/.,=-]+$")
 
 
 def real_seams() -> Seams:
@@ -106,11 +106,11 @@ def start(spec: GuestSpec, state_dir: Path, say: Say, *, bounds: Bounds = Bounds
     seams = seams or real_seams()
     paths = _Paths(state_dir)
     _refuse_running(paths, seams, bounds)
-    _preflight(spec, paths, seams.host)
+    preflight(spec, paths, seams.host)
     port = spec.port if spec.port is not None else seams.host.free_port()
     if not seams.host.port_free(port):
         raise StartFailed(StartCause.PORT_BUSY, f"127.0.0.1:{port} is in use; choose another port")
-    _reset(paths)
+    reset(paths)
     paths.script.write_text("# the kept guest's command, written by harness/keptguest.py\n"
                             + guest_command(spec.masked_rc,
                                             tuple(str(d) for d in spec.cached_dirs)) + "\n")
@@ -132,12 +132,12 @@ def start(spec: GuestSpec, state_dir: Path, say: Say, *, bounds: Bounds = Bounds
                                          log=paths.keeper_log)
         spawned: list[int] = []
         try:
-            vm_pgid = _await_ready(keeper, paths, seams, bounds, spawned.append)
+            vm_pgid = await_ready(keeper, paths, seams, bounds, spawned.append)
             qemu_pid = _read_pid(paths.pidfile)
             endpoint = Endpoint(port=port, user=spec.user, key=spec.ssh_dir / "id_virtme",
                                 host_keys=tuple(sorted((spec.ssh_dir / "etc" / "ssh")
                                                        .glob("ssh_host_*_key.pub"))))
-            session, release = _await_ssh(endpoint, qemu_pid, paths, seams, bounds)
+            session, release = await_ssh(endpoint, qemu_pid, paths, seams, bounds)
         except BaseException:
             _kill_vm(seams.host, keeper.pid, spawned[0] if spawned else None, bounds)
             raise
@@ -169,99 +169,6 @@ def _refuse_running(paths: _Paths, seams: Seams, bounds: Bounds) -> None:
                           f"a kept guest runs already (QEMU pid {old.state.qemu_pid}, "
                           f"port {old.state.port}, {old.state.release}); stop it first")
     old.stop(lambda s: None)   # leftovers of a guest that died: clear them
-
-
-def _preflight(spec: GuestSpec, paths: _Paths, host: Host) -> None:
-    missing = []
-    if not spec.sshd.exists():
-        missing.append(f"{spec.sshd} (the guest runs the host's sshd: apt-get install "
-                       "openssh-server; the host's own sshd need not run)")
-    for program, why in (("busybox", "udhcpc gives the guest's NIC its address"),
-                         ("ssh-keygen", "vng makes the SSH keys with it")):
-        if host.which(program) is None:
-            missing.append(f"{program} ({why})")
-    if host.which(spec.vng) is None:
-        missing.append(spec.vng)
-    if not spec.kernel.is_file():
-        missing.append(f"{spec.kernel} (build the kernel first)")
-    if missing:
-        raise StartFailed(StartCause.MISSING_PROGRAM, "missing: " + "; ".join(missing))
-    for p in (paths.monitor, paths.pidfile, paths.script, *spec.rwdirs, *spec.cached_dirs):
-        if not _SAFE_PATH.match(str(p)):
-            raise StartFailed(StartCause.MISSING_PROGRAM,
-                              f"{p}: vng passes this path through a shell; use one without "
-                              "spaces or shell characters")
-
-
-def _reset(paths: _Paths) -> None:
-    paths.root.mkdir(parents=True, exist_ok=True)
-    for p in (paths.state, paths.monitor, paths.pidfile, paths.ended):
-        p.unlink(missing_ok=True)
-    if paths.console.exists():   # the last guest's console, for a look after the fact
-        paths.console.replace(paths.root / "console.previous.log")
-    paths.console.write_bytes(b"")
-    paths.keeper_log.write_bytes(b"")
-
-
-def _await_ready(keeper: Keeper, paths: _Paths, seams: Seams, bounds: Bounds,
-                 on_spawned: Callable[[int], None]) -> int:
-    """Waits for the keeper's "ready"; returns vng's process group (on_spawned gets it
-    as soon as it is known, so that a failure can kill it)."""
-    clock = seams.clock
-    deadline = clock.monotonic() + bounds.boot
-    vm_pgid: int | None = None
-    while True:
-        remaining = deadline - clock.monotonic()
-        event = keeper.event(max(0.0, remaining)) if remaining > 0 else None
-        if event is None:
-            raise StartFailed(StartCause.BOOT_FAILED,
-                              f"the guest did not come up within {bounds.boot:.0f}s",
-                              console_tail(paths.console))
-        if event.startswith("spawned "):
-            vm_pgid = int(event.split()[1])
-            on_spawned(vm_pgid)
-        elif event == "ready" and vm_pgid is not None:
-            return vm_pgid
-        elif event.startswith("exit ") or event == "":
-            status = event.split()[1] if event else "unknown (the keeper ended)"
-            tail = console_tail(paths.console)
-            raise StartFailed(*_boot_failure_cause(tail, status), tail)
-
-
-
-def _await_ssh(endpoint: Endpoint, qemu_pid: int, paths: _Paths, seams: Seams,
-               bounds: Bounds) -> tuple[SshSession, str]:
-    """sshd starts before the guest command, but DHCP may still be running: retry, bounded."""
-    clock = seams.clock
-    deadline = clock.monotonic() + bounds.ssh
-    delay, last = 0.25, "no attempt"
-    while True:
-        try:
-            session = seams.connect(endpoint, min(bounds.probe, max(1.0, deadline - clock.monotonic())))
-            try:
-                code, out = _capture(session, "uname -r", bounds.probe, clock)
-            except BaseException:
-                session.close()
-                raise
-            if code == 0 and out.strip():
-                return session, out.strip().splitlines()[-1]   # after any login noise
-            session.close()
-            last = f"`uname -r` answered {code}: {out.strip()[:200]}"
-        except SshError as exc:
-            last = str(exc)
-        if seams.host.start_ticks(qemu_pid) is None:
-            raise StartFailed(StartCause.BOOT_FAILED, "QEMU ended before SSH answered",
-                              console_tail(paths.console))
-        if clock.monotonic() + delay > deadline:
-            tail = console_tail(paths.console)
-            m = _NO_SSHD.search(tail)
-            if m:
-                raise StartFailed(StartCause.NO_SSHD, m.group(0), tail)
-            raise StartFailed(StartCause.SSH_NOT_READY,
-                              f"SSH on 127.0.0.1:{endpoint.port} did not answer within "
-                              f"{bounds.ssh:.0f}s of the guest coming up: {last}", tail)
-        clock.sleep(delay)
-        delay = min(delay * 2, 4.0)
 
 
 # -- a running guest ------------------------------------------------------------------------
