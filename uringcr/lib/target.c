@@ -162,35 +162,70 @@ int ucr_target_getfd(struct ucr_target *t, int fd, struct ucr_err *err)
 	return ucr_errf(err, -errno, "process %d: pidfd_getfd(%d): %s", t->pid, fd, strerror(errno));
 }
 
+/* One mapping's line of /proc/PID/maps or smaps; @name points into the line. */
+struct map_line {
+	unsigned long long start, end, pgoff, inode;
+	char perms[8];
+	const char *name;
+};
+
+static bool map_line(char *line, struct map_line *m)
+{
+	char dev[16];
+	int pos = 0;
+
+	if (sscanf(line, "%llx-%llx %7s %llx %15s %llu %n", &m->start, &m->end, m->perms,
+		   &m->pgoff, dev, &m->inode, &pos) < 6)
+		return false;
+	line[strcspn(line, "\n")] = '\0';
+	m->name = line + pos;
+	return true;
+}
+
+/* /proc/PID/<name> for reading, or NULL with @err saying why */
+static FILE *proc_file(struct ucr_target *t, const char *name, struct ucr_err *err)
+{
+	char path[64], what[64];
+	FILE *f;
+	int e;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", t->pid, name);
+	f = fopen(path, "re");
+	if (f)
+		return f;
+	e = errno;
+	if (e == ENOENT) {
+		snprintf(what, sizeof(what), "reading its %s", name);
+		gone(err, t->pid, what);
+	} else {
+		snprintf(what, sizeof(what), "reading /proc/PID/%s", name);
+		no_rights(err, e, t->pid, what);
+	}
+	return NULL;
+}
+
 int ucr_target_maps(struct ucr_target *t, uint64_t ino, struct ucr_map *maps,
 		    unsigned int max, unsigned int *nr, struct ucr_err *err)
 {
-	char path[64], line[512];
+	char line[512];
+	struct map_line m;
 	FILE *f;
 
 	*nr = 0;
-	snprintf(path, sizeof(path), "/proc/%d/maps", t->pid);
-	f = fopen(path, "re");
+	f = proc_file(t, "maps", err);
 	if (!f)
-		return errno == ENOENT ? gone(err, t->pid, "reading its maps")
-				       : no_rights(err, errno, t->pid, "reading /proc/PID/maps");
+		return err->code;
 	while (fgets(line, sizeof(line), f)) {
-		unsigned long long start, end, pgoff, inode;
-		char perms[8], dev[16];
-		int pos = 0;
-
-		if (sscanf(line, "%llx-%llx %7s %llx %15s %llu %n", &start, &end, perms,
-			   &pgoff, dev, &inode, &pos) < 6 || inode != ino ||
-		    !strstr(line + pos, "anon_inode:[io_uring]"))
+		if (!map_line(line, &m) || m.inode != ino || !strstr(m.name, "anon_inode:[io_uring]"))
 			continue;
 		if (*nr == max) {
 			fclose(f);
 			return ucr_errf(err, -E2BIG, "process %d: more than %u mappings of ring inode %" PRIu64,
 					t->pid, max, ino);
 		}
-		maps[*nr].start = start;
-		maps[*nr].end = end;
-		maps[*nr].pgoff = pgoff;
+		maps[*nr].start = m.start;
+		maps[*nr].end = m.end;
+		maps[*nr].pgoff = m.pgoff;
 		++*nr;
 	}
 	fclose(f);
@@ -231,24 +266,20 @@ int ucr_target_pages_are(struct ucr_target *t, uint64_t addr, uint64_t len,
  */
 static int read_vmas(struct ucr_target *t, struct ucr_err *err)
 {
-	char name[64], line[768];
+	char line[768];
+	struct map_line m;
 	size_t cap = 0;
 	FILE *f;
 
 	t->vmas_read = true;
-	snprintf(name, sizeof(name), "/proc/%d/smaps", t->pid);
-	f = fopen(name, "re");
+	f = proc_file(t, "smaps", err);
 	if (!f)
-		return errno == ENOENT ? gone(err, t->pid, "reading its smaps")
-				       : no_rights(err, errno, t->pid, "reading /proc/PID/smaps");
+		return err->code;
 	while (fgets(line, sizeof(line), f)) {
-		unsigned long long start, end, pgoff, inode, kps;
-		char perms[8], dev[16];
+		unsigned long long kps;
 		struct ucr_vma *v;
-		int pos = 0;
 
-		if (sscanf(line, "%llx-%llx %7s %llx %15s %llu %n", &start, &end, perms,
-			   &pgoff, dev, &inode, &pos) >= 6) {
+		if (map_line(line, &m)) {
 			if (t->nr_vmas == cap) {
 				void *n = realloc(t->vmas, (cap = cap ? 2 * cap : 256) * sizeof(*v));
 
@@ -260,13 +291,12 @@ static int read_vmas(struct ucr_target *t, struct ucr_err *err)
 			}
 			v = &t->vmas[t->nr_vmas++];
 			memset(v, 0, sizeof(*v));
-			v->start = start;
-			v->end = end;
-			v->pgoff = pgoff;
-			v->shared = perms[3] == 's' && inode;
-			line[strcspn(line, "\n")] = '\0';
+			v->start = m.start;
+			v->end = m.end;
+			v->pgoff = m.pgoff;
+			v->shared = m.perms[3] == 's' && m.inode;
 			if (v->shared)
-				snprintf(v->path, sizeof(v->path), "%s", line + pos);
+				snprintf(v->path, sizeof(v->path), "%s", m.name);
 		} else if (t->nr_vmas && sscanf(line, "KernelPageSize: %llu kB", &kps) == 1) {
 			t->vmas[t->nr_vmas - 1].hugetlb = kps > 4;
 		}
