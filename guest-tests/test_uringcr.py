@@ -380,7 +380,7 @@ def test_dump_personalities(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
 def test_dump_ring_settings(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
                             tmp_path: Path, record_property: Any) -> None:
     """Restrictions and the enabled state, an async eventfd with its count, io-wq
-    worker limits, the clock, the file allocation range."""
+    worker limits, the clock, NAPI busy polling, the file allocation range."""
     owner = owner_of(helpers, owners, "cr_state")
     want_ring = owner.one("ring")
     _, report = ucr.dump(owner, tmp_path / "image")
@@ -400,6 +400,9 @@ def test_dump_ring_settings(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
     assert ring["state"]["iowq_limits_set"]
     assert ring["state"]["iowq_limits"] == [iowq["bounded"], iowq["unbounded"]]
     assert ring["state"]["clockid"] == owner.one("clock")["clockid"]
+    napi = owner.one("napi")
+    assert ring["state"]["napi"] == {"enabled": True, "busy_poll_us": napi["busy_poll_us"],
+                                     "prefer": bool(napi["prefer"])}
     files = owner.one("files")
     assert ring["files"]["slots"] == files["slots"] and ring["files"]["used"] == []
     assert ring["state"]["file_alloc"] == [files["alloc_start"], files["alloc_end"]]

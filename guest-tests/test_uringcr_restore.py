@@ -138,14 +138,16 @@ def test_restore_personalities(helpers: Helpers, ucr: Uringcr, owners: list[Owne
 def test_restore_ring_settings(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
                                tmp_path: Path, record_property: Any) -> None:
     """Restrictions (registered on the still disabled ring, then enabled), the async
-    eventfd and its count, io-wq limits, the clock and the file allocation range
-    come back; the restrictions refuse in the copy what they refuse in the original."""
+    eventfd and its count, io-wq limits, the clock, NAPI busy polling and the file
+    allocation range come back; the restrictions refuse in the copy what they refuse
+    in the original."""
     owner = owner_of(helpers, owners, "cr_state")
     image = tmp_path / "image"
     dump_verify(helpers, ucr, owner, image, record_property)
     original = results(owner.go(helpers.budget.remaining()))
     copy = resume(helpers, "cr_state", "resume", str(image), label="resume-state")
     assert "result write res=-13" in original
+    assert "result napi res=0 busy_poll_to=150 prefer=1" in original
     assert results(copy.output) == original
     assert int(copy.match(RESUMED).group("fds")) == 2, "the ring and its new eventfd"
 

@@ -49,17 +49,6 @@ static int one_buffer(struct io_uring *r)
 #ifndef IORING_SETUP_NO_MMAP
 #define IORING_SETUP_NO_MMAP	(1U << 14)
 #endif
-#ifndef IORING_REGISTER_NAPI
-#define IORING_REGISTER_NAPI	27
-#endif
-
-struct napi {			/* UAPI struct io_uring_napi, 6.12 */
-	__u32 busy_poll_to;
-	__u8 prefer_busy_poll;
-	__u8 pad[3];
-	__u64 resv;
-};
-
 /*
  * A ring whose SQ/CQ rings and SQEs are this process's own pages
  * (IORING_SETUP_NO_MMAP; liburing 2.3 cannot set one up): raw setup, and
@@ -147,12 +136,6 @@ static int setup(const char *kind)
 	}
 	if (!strcmp(kind, "longpath"))
 		return long_path_file();
-	if (!strcmp(kind, "napi")) {
-		struct napi napi = { .busy_poll_to = 100 };
-
-		return syscall(__NR_io_uring_register, ring.ring_fd, IORING_REGISTER_NAPI,
-			       &napi, 1);
-	}
 	if (!strcmp(kind, "regtwice")) {
 		struct io_uring_rsrc_update up = { .offset = 5, .data = ring.ring_fd };
 
@@ -222,7 +205,7 @@ static const char *refusal(const char *kind)
 		{ "unlinked", "file-unlinked" }, { "unmapped", "buffer-unmapped" },
 		{ "shared", "buffer-shared" }, { "overflow", "cq-overflow" },
 		{ "skip", "cqe-skip" },
-		{ "nommap", "no-mmap" }, { "longpath", "file-path" }, { "napi", "napi" },
+		{ "nommap", "no-mmap" }, { "longpath", "file-path" },
 		{ "regtwice", "registered-ring-twice" }, { "pers64", "personalities" },
 	};
 

@@ -4,8 +4,9 @@
  * R_DISABLED gets restrictions (SQEs: NOP and READ, only IOSQE_FIXED_FILE;
  * register ops: the five used below) and is enabled; then an async eventfd with a count
  * of 5 is registered (still an fd of the process), io-wq worker limits of
- * 3 bounded and 7 unbounded, CLOCK_BOOTTIME as its clock, and a file
- * allocation range over a sparse table. "expect" lines give each.
+ * 3 bounded and 7 unbounded, CLOCK_BOOTTIME as its clock, NAPI busy
+ * polling for 150 us preferred, and a file allocation range over a sparse
+ * table. "expect" lines give each.
  * test_uringcr.py::test_dump_ring_settings checks the image against them.
  *
  *   cr_state resume DIR
@@ -29,9 +30,20 @@
 #define IORING_REGISTER_CLOCK	29
 #endif
 
+#ifndef IORING_REGISTER_NAPI
+#define IORING_REGISTER_NAPI	27
+#endif
+
 struct clock_register {		/* UAPI struct io_uring_clock_register, 6.12 */
 	__u32 clockid;
 	__u32 resv[3];
+};
+
+struct napi {			/* UAPI struct io_uring_napi, 6.12 */
+	__u32 busy_poll_to;
+	__u8 prefer_busy_poll;
+	__u8 pad[3];
+	__u64 resv;
 };
 
 static int reg(struct io_uring *ring, unsigned int op, void *arg, unsigned int nr)
@@ -44,10 +56,12 @@ static int reg(struct io_uring *ring, unsigned int op, void *arg, unsigned int n
 /*
  * The continuation, the same in the resumed original and in the restored
  * copy: the restrictions hold (a NOP passes, a WRITE does not) and the
- * registration ops they do not allow are refused.
+ * registration ops they do not allow are refused. Registering NAPI again
+ * hands back the settings it replaces: the ring's own.
  */
 static enum t_exit finish(struct io_uring *ring)
 {
+	struct napi napi = { .busy_poll_to = 1 };
 	struct io_uring_sqe *sqe;
 	char c = 0;
 	int res;
@@ -65,6 +79,9 @@ static enum t_exit finish(struct io_uring *ring)
 	result("register-personality res=%d", reg(ring, IORING_REGISTER_PERSONALITY, NULL, 0));
 	if (res != -EACCES)
 		return t_fail("a restricted WRITE was not refused");
+	res = reg(ring, IORING_REGISTER_NAPI, &napi, 1);
+	result("napi res=%d busy_poll_to=%u prefer=%u", res, napi.busy_poll_to,
+	       napi.prefer_busy_poll);
 	return t_pass();
 }
 
@@ -73,9 +90,11 @@ int main(int argc, char *argv[])
 	static const unsigned int reg_ops[] = {
 		IORING_REGISTER_EVENTFD_ASYNC, IORING_REGISTER_IOWQ_MAX_WORKERS,
 		IORING_REGISTER_CLOCK, IORING_REGISTER_FILES2, IORING_REGISTER_FILE_ALLOC_RANGE,
+		IORING_REGISTER_NAPI,
 	};
-	struct io_uring_restriction res[8] = {};
+	struct io_uring_restriction res[12] = {};
 	struct clock_register clock = { .clockid = CLOCK_BOOTTIME };
+	struct napi napi = { .busy_poll_to = 150, .prefer_busy_poll = 1 };
 	struct io_uring_params p;
 	struct io_uring ring;
 	unsigned int workers[2] = { 3, 7 }, i, n = 0;
@@ -118,6 +137,8 @@ int main(int argc, char *argv[])
 	if (!ret)
 		ret = reg(&ring, IORING_REGISTER_CLOCK, &clock, 0);
 	if (!ret)
+		ret = reg(&ring, IORING_REGISTER_NAPI, &napi, 1);
+	if (!ret)
 		ret = io_uring_register_files_sparse(&ring, 32);
 	if (!ret)
 		ret = io_uring_register_file_alloc_range(&ring, 4, 20);
@@ -133,6 +154,7 @@ int main(int argc, char *argv[])
 	       IOSQE_FIXED_FILE);
 	expect("iowq", "bounded=3 unbounded=7");
 	expect("clock", "clockid=%d", CLOCK_BOOTTIME);
+	expect("napi", "busy_poll_us=150 prefer=1");
 	expect("files", "slots=32 alloc_start=4 alloc_end=24");
 	if (owner_wait())
 		return t_fail("no go");

@@ -44,7 +44,9 @@ struct ucr_ring_rec {
 	__u32 iowq_limits_set;
 	__u32 iowq_limits[2];		/* bounded, unbounded */
 	__u32 has_evfd;			/* a registered eventfd */
-	__u32 napi_enabled;
+	__u32 napi_enabled;		/* IORING_REGISTER_NAPI: */
+	__u32 napi_busy_poll_us;	/*  busy_poll_to */
+	__u32 napi_prefer;		/*  prefer_busy_poll */
 	__s32 clockid;
 	__u32 clock_offset;		/* enum tk_offsets */
 	__u32 has_personalities;	/* ctx->personalities not empty */

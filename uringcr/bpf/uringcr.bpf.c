@@ -31,6 +31,8 @@ char _license[] SEC("license") = "GPL";
 
 /* 6.12 has napi_enabled only with CONFIG_NET_RX_BUSY_POLL */
 struct io_ring_ctx___napi {
+	ktime_t napi_busy_poll_dt;
+	bool napi_prefer_busy_poll;
 	bool napi_enabled;
 } __attribute__((preserve_access_index));
 
@@ -96,9 +98,14 @@ static __always_inline void write_ring(struct seq_file *seq,
 	r.drain_disabled = BPF_CORE_READ_BITFIELD(ring, drain_disabled);
 	r.iowq_limits[0] = ring->iowq_limits[0];
 	r.iowq_limits[1] = ring->iowq_limits[1];
-	if (bpf_core_field_exists(struct io_ring_ctx___napi, napi_enabled))
-		r.napi_enabled = BPF_CORE_READ((struct io_ring_ctx___napi *)ring,
-					       napi_enabled);
+	if (bpf_core_field_exists(struct io_ring_ctx___napi, napi_enabled)) {
+		struct io_ring_ctx___napi *n = (void *)ring;
+
+		r.napi_enabled = BPF_CORE_READ(n, napi_enabled);
+		r.napi_prefer = BPF_CORE_READ(n, napi_prefer_busy_poll);
+		/* kept in ns; io_register_napi() takes whole microseconds */
+		r.napi_busy_poll_us = (__u64)BPF_CORE_READ(n, napi_busy_poll_dt) / 1000;
+	}
 	r.clockid = ring->clockid;
 	r.clock_offset = ring->clock_offset;
 	{

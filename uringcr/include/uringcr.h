@@ -18,7 +18,7 @@
 #include <sys/types.h>
 #include <linux/io_uring.h>
 
-#define UCR_IMAGE_VERSION	2
+#define UCR_IMAGE_VERSION	3
 
 struct ucr_err {
 	int code;		/* -errno */

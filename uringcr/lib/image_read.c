@@ -486,6 +486,9 @@ static int parse_ring(struct reader *rd, unsigned int idx, struct ucr_ring *r)
 	S64("clockid", 0, 15, k->clockid);
 	U64("clock_offset", 0, 15, k->clock_offset);
 	U64("pers_next", 0, 65536, k->pers_next);
+	U64("napi_enabled", 0, 1, k->napi_enabled);
+	U64("napi_busy_poll_us", 0, 10000, k->napi_busy_poll_us);	/* napi.c's cap */
+	U64("napi_prefer", 0, 1, k->napi_prefer);
 	DONE();
 	EXPECT("eventfd");
 	S64("fd", -1, INT32_MAX, r->evfd);

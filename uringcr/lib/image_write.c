@@ -202,10 +202,11 @@ static void ring_text(struct text *t, const struct ucr_ring *r)
 	tprintf(t, "setup flags=0x%x sq_entries=%u cq_entries=%u sqe_size=%u cqe_size=%u sq_thread_idle_ms=%u sq_cpu=%d\n",
 		k->flags, k->sq_entries, k->cq_entries, r->sqe_size, r->cqe_size,
 		r->sq_thread_idle_ms, k->sq_cpu);
-	tprintf(t, "state submitter_tid=%u file_alloc_start=%u file_alloc_end=%u iowq_limits_set=%u iowq_bounded=%u iowq_unbounded=%u clockid=%d clock_offset=%u pers_next=%u\n",
+	tprintf(t, "state submitter_tid=%u file_alloc_start=%u file_alloc_end=%u iowq_limits_set=%u iowq_bounded=%u iowq_unbounded=%u clockid=%d clock_offset=%u pers_next=%u napi_enabled=%u napi_busy_poll_us=%u napi_prefer=%u\n",
 		k->submitter_tid, k->file_alloc_start, k->file_alloc_end,
 		k->iowq_limits_set, k->iowq_limits[0], k->iowq_limits[1],
-		k->clockid, k->clock_offset, k->pers_next);
+		k->clockid, k->clock_offset, k->pers_next, k->napi_enabled,
+		k->napi_busy_poll_us, k->napi_prefer);
 	tprintf(t, "eventfd fd=%d async=%u count=%" PRIu64 "\n", r->evfd,
 		r->k.evfd_async, r->evfd_count);
 	tprintf(t, "restrictions registered=%u enabled=%u register_op=0x%" PRIx64 " sqe_op=0x%" PRIx64 " flags_allowed=0x%x flags_required=0x%x\n",

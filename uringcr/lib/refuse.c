@@ -32,9 +32,6 @@ void ucr_refuse_ring(struct dumper *d, const struct ucr_ring *r)
 	if (k->has_evfd && r->evfd < 0)
 		ucr_refuse(d->rep, "eventfd", fd,
 			   "the registered eventfd (IORING_REGISTER_EVENTFD) is not an fd of the process (it was closed after registering): a restore could not hand it back");
-	if (k->napi_enabled)
-		ucr_refuse(d->rep, "napi", fd,
-			   "NAPI busy polling (IORING_REGISTER_NAPI): the NAPI ids belong to this host's devices");
 	if (k->pers_deep)
 		ucr_refuse(d->rep, "personalities", fd,
 			   "a personality id of %d or more (IORING_REGISTER_PERSONALITY): only ids below it are read",

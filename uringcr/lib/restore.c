@@ -523,6 +523,21 @@ static int settings(struct rst *s)
 		if (sys_register(s->w.fd, UCR_REGISTER_CLOCK, &c, 0) < 0)
 			return sysfail(s, "setting the clock");
 	}
+	if (k->napi_enabled) {
+		/*
+		 * The settings only: the NAPI ids the ring tracked belong to the
+		 * old host's devices, and io_uring adds the new ones itself as
+		 * requests poll their sockets.
+		 */
+		struct ucr_napi napi = {
+			.busy_poll_to = k->napi_busy_poll_us,
+			.prefer_busy_poll = k->napi_prefer,
+		};
+
+		s->step = "IORING_REGISTER_NAPI";
+		if (sys_register(s->w.fd, UCR_REGISTER_NAPI, &napi, 1) < 0)
+			return sysfail(s, "setting NAPI busy polling");
+	}
 	if (r->nr_pers || k->pers_next) {
 		s->step = "IORING_REGISTER_PERSONALITY";
 		if (ucr_pers_restore(s->w.fd, r->pers, r->nr_pers, k->pers_next,

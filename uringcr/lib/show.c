@@ -91,10 +91,12 @@ static void ring_json(FILE *out, unsigned int idx, const struct ucr_ring *r)
 	fprintf(out, "],\"sq_entries\":%u,\"cq_entries\":%u,\"sqe_size\":%u,\"cqe_size\":%u,\"sq_thread_idle_ms\":%u,\"sq_cpu\":%d},",
 		k->sq_entries, k->cq_entries, r->sqe_size, r->cqe_size, r->sq_thread_idle_ms,
 		k->sq_cpu);
-	fprintf(out, "\"state\":{\"enabled\":%s,\"submitter_tid\":%u,\"file_alloc\":[%u,%u],\"iowq_limits_set\":%s,\"iowq_limits\":[%u,%u],\"clockid\":%d,\"clock_offset\":%u},",
+	fprintf(out, "\"state\":{\"enabled\":%s,\"submitter_tid\":%u,\"file_alloc\":[%u,%u],\"iowq_limits_set\":%s,\"iowq_limits\":[%u,%u],\"clockid\":%d,\"clock_offset\":%u,\"napi\":{\"enabled\":%s,\"busy_poll_us\":%u,\"prefer\":%s}},",
 		(k->flags & IORING_SETUP_R_DISABLED) ? "false" : "true", k->submitter_tid,
 		k->file_alloc_start, k->file_alloc_end, k->iowq_limits_set ? "true" : "false",
-		k->iowq_limits[0], k->iowq_limits[1], k->clockid, k->clock_offset);
+		k->iowq_limits[0], k->iowq_limits[1], k->clockid, k->clock_offset,
+		k->napi_enabled ? "true" : "false", k->napi_busy_poll_us,
+		k->napi_prefer ? "true" : "false");
 	fprintf(out, "\"eventfd\":");
 	if (r->evfd >= 0)
 		fprintf(out, "{\"fd\":%d,\"async\":%s,\"count\":%" PRIu64 "},", r->evfd,

@@ -25,4 +25,13 @@ struct ucr_clock_register {
 	__u32 resv[3];
 };
 
+/* IORING_REGISTER_NAPI (6.9) */
+#define UCR_REGISTER_NAPI		27
+struct ucr_napi {
+	__u32 busy_poll_to;		/* microseconds */
+	__u8 prefer_busy_poll;
+	__u8 pad[3];
+	__u64 resv;
+};
+
 #endif /* UCR_UAPI_H */
