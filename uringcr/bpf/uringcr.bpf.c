@@ -102,9 +102,17 @@ static __always_inline void write_ring(struct seq_file *seq,
 		struct io_ring_ctx___napi *n = (void *)ring;
 
 		r.napi_enabled = BPF_CORE_READ(n, napi_enabled);
-		r.napi_prefer = BPF_CORE_READ(n, napi_prefer_busy_poll);
-		/* kept in ns; io_register_napi() takes whole microseconds */
-		r.napi_busy_poll_us = (__u64)BPF_CORE_READ(n, napi_busy_poll_dt) / 1000;
+		/*
+		 * Only what IORING_REGISTER_NAPI set: before it, the timeout
+		 * is the host's net.core.busy_poll sysctl, copied at setup,
+		 * which may exceed the 10 ms the call caps it at.
+		 */
+		if (r.napi_enabled) {
+			r.napi_prefer = BPF_CORE_READ(n, napi_prefer_busy_poll);
+			/* kept in ns; the call takes whole microseconds */
+			r.napi_busy_poll_us =
+				(__u64)BPF_CORE_READ(n, napi_busy_poll_dt) / 1000;
+		}
 	}
 	r.clockid = ring->clockid;
 	r.clock_offset = ring->clock_offset;
