@@ -1,5 +1,6 @@
 """Checkpoint scenarios, what a restore brings back: each image a c/cr_*.c program's
-ring gave is restored (liburingcr's ucr_restore_ring()) and proven two ways:
+ring gave is restored (liburingcr's ucr_restore_ring(), ucr_restore_image() for rings
+that share buffers) and proven two ways:
 
 - equality: `uringcr verify` restores it into itself, dumps that and compares the
   two images field by field (identity fields such as the ring's inode aside);
@@ -100,6 +101,23 @@ def test_restore_buffers(helpers: Helpers, ucr: Uringcr, owners: list[Owner], tm
         original = results(owner.go(helpers.budget.remaining()))
         copy = resume(helpers, "cr_bufs", "resume", str(image), bufs, label="resume-bufs")
     assert len(original) == len(wanted)
+    assert results(copy.output) == original
+
+
+def test_restore_shared_buffers(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                                tmp_path: Path, record_property: Any) -> None:
+    """Three rings sharing buffers (CLONE_BUFFERS, then slot updates) come back
+    sharing them: the copy dumps equal, references included, and a buffer that
+    nothing maps carries data from one ring to another as in the original."""
+    owner = owner_of(helpers, owners, "cr_shared")
+    image = tmp_path / "image"
+    verified = dump_verify(helpers, ucr, owner, image, record_property)
+    assert len(verified["rings"]) == 3
+    table = ",".join(f"{b['ring']}:{b['slot']}:{b['addr']}:{b['len']}"
+                     for b in owner.expect("buf"))
+    original = results(owner.go(helpers.budget.remaining()))
+    copy = resume(helpers, "cr_shared", "resume", str(image), table, label="resume-shared")
+    assert any(line.startswith("result slot3 ") for line in original), original
     assert results(copy.output) == original
 
 

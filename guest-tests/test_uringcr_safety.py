@@ -25,7 +25,10 @@ from uringcr_run import (UCR_FAILED, UCR_REFUSED, Owner, Uringcr, proc_state, re
 
 REFUSALS = ["iopoll", "attach-wq", "nommap", "eventfd", "pbuf", "pers64", "regtwice",
             "longpath", "socket",
-            "pipe", "unlinked", "unmapped", "shared", "overflow", "skip"]
+            "pipe", "unlinked", "unmapped", "shared", "shared-two", "overflow", "skip"]
+
+# kinds that share a refusal name with another: what their sentence must say
+WHY = {"shared": "rings outside the image", "shared-two": "sharing with two rings"}
 
 
 @pytest.mark.parametrize("kind", REFUSALS)
@@ -38,6 +41,8 @@ def test_refusal(kind: str, helpers: Helpers, ucr: Uringcr, owners: list[Owner],
     env = ("env", "UCR_NO_KCORE=1") if kind == "unmapped" else ()
     report = ucr.check(owner, want=UCR_REFUSED, prefix=env)
     assert name in [r["name"] for r in report["refusals"]], report
+    if kind in WHY:
+        assert any(WHY[kind] in r["why"] for r in report["refusals"] if r["name"] == name), report
     finished, _ = ucr.dump(owner, tmp_path / "image", want=UCR_REFUSED, prefix=env)
     assert f"first: {name}" in finished.output or name in finished.output
     assert not (tmp_path / "image").exists() and not (tmp_path / "image.partial").exists()

@@ -24,19 +24,12 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "fixed_io.h"
 #include "guest.h"
 #include "owner.h"
 #include "resume.h"
 
 #define NR_SLOTS	12
-
-static void fill(char *p, size_t len, unsigned int seed)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		p[i] = (char)(seed * 131 + i * 7 + (i >> 9));
-}
 
 static char *map_anon(size_t len, int extra)
 {
@@ -72,49 +65,6 @@ static char *map_shmem(size_t len)
 }
 
 /*
- * The CRC32 of a registered buffer as the ring sees it (also one nothing
- * maps any more): WRITE_FIXED of it into a memfd, read back. 0 on failure
- * (no buffer here has that CRC).
- */
-static uint32_t out_crc(struct io_uring *ring, int slot, void *addr, size_t len)
-{
-	struct io_uring_sqe *sqe = get_sqe(ring);
-	int fd = memfd_create("cr_bufs_out", 0), res;
-	char *back = malloc(len);
-	uint32_t crc = 0;
-
-	if (fd < 0 || !back || !sqe)
-		return 0;
-	io_uring_prep_write_fixed(sqe, fd, addr, len, 0, slot);
-	if (!ring_submit_wait(ring, &res) && res == (int)len && pread(fd, back, len, 0) == (ssize_t)len)
-		crc = crc_of(back, len);
-	free(back);
-	close(fd);
-	return crc;
-}
-
-/* READ_FIXED of a new pattern into the buffer; its CRC32, 0 on failure */
-static uint32_t read_in(struct io_uring *ring, int slot, void *addr, size_t len)
-{
-	struct io_uring_sqe *sqe = get_sqe(ring);
-	int fd = memfd_create("cr_bufs_in", 0), res;
-	char *data = malloc(len);
-	uint32_t crc = 0;
-
-	if (fd < 0 || !data || !sqe)
-		return 0;
-	fill(data, len, 100 + slot);
-	if (pwrite(fd, data, len, 0) == (ssize_t)len) {
-		io_uring_prep_read_fixed(sqe, fd, addr, len, 0, slot);
-		if (!ring_submit_wait(ring, &res) && res == (int)len)
-			crc = crc_of(data, len);
-	}
-	free(data);
-	close(fd);
-	return crc;
-}
-
-/*
  * The continuation, the same in the resumed original and in the restored
  * copy: each buffer written out through the ring, then a new pattern read
  * into it with READ_FIXED and written out again.
@@ -128,9 +78,9 @@ static enum t_exit finish(struct io_uring *ring, const struct iovec *iov)
 
 		if (!iov[i].iov_base)
 			continue;
-		before = out_crc(ring, i, iov[i].iov_base, iov[i].iov_len);
-		in = read_in(ring, i, iov[i].iov_base, iov[i].iov_len);
-		after = out_crc(ring, i, iov[i].iov_base, iov[i].iov_len);
+		before = fixed_out_crc(ring, i, iov[i].iov_base, iov[i].iov_len);
+		in = fixed_read_in(ring, i, iov[i].iov_base, iov[i].iov_len, 100 + i);
+		after = fixed_out_crc(ring, i, iov[i].iov_base, iov[i].iov_len);
 		result("slot=%d before=%u after=%u", i, before, after);
 		if (!before || !in || after != in)
 			return t_fail("fixed-buffer I/O after the dump");
@@ -202,7 +152,7 @@ int main(int argc, char *argv[])
 		t_diag("no hugetlb page: slot 11 stays empty");
 	for (i = 0; i < NR_SLOTS; i++) {
 		if (iov[i].iov_base)
-			fill(iov[i].iov_base, iov[i].iov_len, i + 1);
+			fill_pattern(iov[i].iov_base, iov[i].iov_len, i + 1);
 	}
 	/* slot 0 and slot 2 overlap nothing; slot 8 spans a page boundary */
 	for (i = 0; i < NR_SLOTS; i++) {
@@ -235,7 +185,7 @@ int main(int argc, char *argv[])
 			return t_fail("the dump changed a buffer");
 		}
 	}
-	if (out_crc(&ring, 9, iov[9].iov_base, iov[9].iov_len) != crc[9])
+	if (fixed_out_crc(&ring, 9, iov[9].iov_base, iov[9].iov_len) != crc[9])
 		return t_fail("the unmapped buffer's pages changed");
 	return finish(&ring, iov);
 }

@@ -10,7 +10,9 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -21,17 +23,7 @@
 #include "guest.h"
 #include "owner.h"
 
-#ifndef IORING_REGISTER_CLONE_BUFFERS
-#define IORING_REGISTER_CLONE_BUFFERS	30
-#endif
-
-struct clone_buffers {		/* UAPI struct io_uring_clone_buffers, 6.12 */
-	__u32 src_fd;
-	__u32 flags;
-	__u32 pad[6];
-};
-
-static struct io_uring ring, other;
+static struct io_uring ring, other, third;
 static char *mem;
 
 static int register_one(int fd)
@@ -164,12 +156,58 @@ static int setup(const char *kind)
 		return ret ? ret : munmap(mem, PAGE_SZ);
 	}
 	if (!strcmp(kind, "shared")) {
-		struct clone_buffers cb = { .src_fd = ring.ring_fd };
+		/*
+		 * The buffer is shared with a ring that a child holds, not this
+		 * process: a reference from outside any image of this process.
+		 */
+		int ready[2];
+		pid_t child;
+		char c;
 
-		if (one_buffer(&ring) || ring_init(&other, &p, 8, 0, 0, 0))
+		if (one_buffer(&ring) || ring_init(&other, &p, 8, 0, 0, 0) ||
+		    ring_clone_buffers(&other, &ring) || pipe(ready))
 			return -1;
-		return syscall(__NR_io_uring_register, other.ring_fd,
-			       IORING_REGISTER_CLONE_BUFFERS, &cb, 1);
+		child = fork();
+		if (child < 0)
+			return -1;
+		if (!child) {
+			int null = open("/dev/null", O_RDWR);
+
+			/* the test reads the owner's output to its end: not ours */
+			if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
+				_exit(1);
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			close(ring.ring_fd);
+			close(ready[0]);
+			if (write(ready[1], "r", 1) != 1)
+				_exit(1);
+			for (;;)
+				pause();
+		}
+		close(ready[1]);
+		if (read(ready[0], &c, 1) != 1)
+			return -1;
+		close(ready[0]);
+		return close(other.ring_fd);
+	}
+	if (!strcmp(kind, "shared-two")) {
+		/*
+		 * ring {x, y}; other clones it and takes b1 for slot 1; third
+		 * clones other ({x, b1}); other takes b0 for slot 0. third now
+		 * shares x with ring only and b1 with other only: no one table
+		 * to clone it from.
+		 */
+		struct iovec two[2] = { { mem, PAGE_SZ }, { mem + PAGE_SZ, PAGE_SZ } };
+		struct iovec b0 = { mem + 2 * PAGE_SZ, PAGE_SZ }, b1 = { mem + 3 * PAGE_SZ, PAGE_SZ };
+		__u64 tag = 0;
+
+		if (io_uring_register_buffers(&ring, two, 2) ||
+		    ring_init(&other, &p, 8, 0, 0, 0) || ring_init(&third, &p, 8, 0, 0, 0) ||
+		    ring_clone_buffers(&other, &ring) ||
+		    io_uring_register_buffers_update_tag(&other, 1, &b1, &tag, 1) != 1 ||
+		    ring_clone_buffers(&third, &other))
+			return -1;
+		return io_uring_register_buffers_update_tag(&other, 0, &b0, &tag, 1) == 1 ? 0 : -1;
 	}
 	if (!strcmp(kind, "skip")) {
 		/* one NOP with IOSQE_CQE_SKIP_SUCCESS: drain_disabled for good */
@@ -203,7 +241,8 @@ static const char *refusal(const char *kind)
 		{ "pbuf", "provided-buffers" },
 		{ "socket", "file-unopenable" }, { "pipe", "file-unopenable" },
 		{ "unlinked", "file-unlinked" }, { "unmapped", "buffer-unmapped" },
-		{ "shared", "buffer-shared" }, { "overflow", "cq-overflow" },
+		{ "shared", "buffer-shared" }, { "shared-two", "buffer-shared" },
+		{ "overflow", "cq-overflow" },
 		{ "skip", "cqe-skip" },
 		{ "nommap", "no-mmap" }, { "longpath", "file-path" },
 		{ "regtwice", "registered-ring-twice" }, { "pers64", "personalities" },

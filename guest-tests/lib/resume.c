@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -39,12 +40,17 @@ int count_maps(void)
 	return n;
 }
 
-int resume_ring(const char *dir, unsigned int idx, struct io_uring *ring)
+/*
+ * Ring @idx of @dir, or with @all every ring (ucr_restore_image()), into
+ * @r; @nr: how many rings the caller wants. Prints the "resume" lines.
+ */
+static int restore(const char *dir, unsigned int idx, bool all, unsigned int nr,
+		   struct ucr_restored *r)
 {
 	struct ucr_restore_opts o;
-	struct ucr_restored r;
 	struct ucr_image *img;
 	struct ucr_err err;
+	unsigned int i;
 	int fds, maps, ret;
 
 	fds = count_fds();
@@ -54,7 +60,14 @@ int resume_ring(const char *dir, unsigned int idx, struct io_uring *ring)
 		return -1;
 	}
 	ucr_restore_opts_default(&o);
-	ret = ucr_restore_ring(img, idx, &o, &r, &err);
+	if (all && ucr_image_nr_rings(img) != nr) {
+		snprintf(err.msg, sizeof(err.msg), "the image has %u rings, not %u",
+			 ucr_image_nr_rings(img), nr);
+		ret = -1;
+	} else {
+		ret = all ? ucr_restore_image(img, &o, r, &err) :
+		      ucr_restore_ring(img, idx, &o, r, &err);
+	}
 	ucr_image_close(img);
 	if (ret) {
 		printf("resume failed %s\n", err.msg);
@@ -62,14 +75,44 @@ int resume_ring(const char *dir, unsigned int idx, struct io_uring *ring)
 		fflush(stdout);
 		return -1;
 	}
-	printf("resume restored fd=%d new_fds=%d restore_us=%" PRIu64 " replay_us=%" PRIu64
-	       " nops=%" PRIu64 " drops=%" PRIu64 " msgs=%" PRIu64 " pers_calls=%" PRIu64
-	       " bytes=%" PRIu64 "\n", r.fd, count_fds() - fds, r.stats.restore_us, r.stats.replay_us, r.stats.nops, r.stats.drops,
-	       r.stats.msgs, r.stats.pers_calls, r.stats.bytes_read);
+	for (i = 0; i < nr; i++)
+		printf("resume restored fd=%d new_fds=%d restore_us=%" PRIu64 " replay_us=%" PRIu64
+		       " nops=%" PRIu64 " drops=%" PRIu64 " msgs=%" PRIu64 " pers_calls=%" PRIu64
+		       " bytes=%" PRIu64 "\n", r[i].fd, count_fds() - fds, r[i].stats.restore_us,
+		       r[i].stats.replay_us, r[i].stats.nops, r[i].stats.drops, r[i].stats.msgs,
+		       r[i].stats.pers_calls, r[i].stats.bytes_read);
+	return 0;
+}
+
+int resume_ring(const char *dir, unsigned int idx, struct io_uring *ring)
+{
+	struct ucr_restored r;
+	struct ucr_err err;
+
+	if (restore(dir, idx, false, 1, &r))
+		return -1;
 	if (ucr_restored_liburing(&r, ring, &err)) {
 		printf("resume failed %s\n", err.msg);
 		ucr_restored_close(&r);
 		return -1;
+	}
+	return 0;
+}
+
+int resume_rings(const char *dir, unsigned int nr, struct io_uring *rings)
+{
+	struct ucr_restored r[8];
+	struct ucr_err err;
+	unsigned int i;
+
+	if (nr > 8 || restore(dir, 0, true, nr, r))
+		return -1;
+	for (i = 0; i < nr; i++) {
+		/* a failure here fails the program, whose exit closes the rings */
+		if (ucr_restored_liburing(&r[i], &rings[i], &err)) {
+			printf("resume failed %s\n", err.msg);
+			return -1;
+		}
 	}
 	return 0;
 }

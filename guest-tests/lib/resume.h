@@ -21,6 +21,12 @@
  */
 int resume_ring(const char *dir, unsigned int idx, struct io_uring *ring);
 
+/*
+ * Every ring of @dir (it must have @nr) restored together with
+ * ucr_restore_image(), so that the buffers they share are shared again;
+ * @rings[i] over ring i (at most 8). One "resume restored" line per ring.
+ */
+int resume_rings(const char *dir, unsigned int nr, struct io_uring *rings);
 /* This process's open fds and mappings (what a failed restore must not change) */
 int count_fds(void);
 int count_maps(void);

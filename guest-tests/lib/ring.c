@@ -4,6 +4,8 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "ktap.h"
@@ -27,6 +29,25 @@ int ring_init(struct io_uring *ring, struct io_uring_params *p,
 	if (ret)
 		t_diag("io_uring_queue_init_params: %s", strerror(-ret));
 	return ret;
+}
+
+#ifndef IORING_REGISTER_CLONE_BUFFERS
+#define IORING_REGISTER_CLONE_BUFFERS	30
+#endif
+
+struct clone_buffers {		/* UAPI struct io_uring_clone_buffers, 6.12 */
+	__u32 src_fd;
+	__u32 flags;
+	__u32 pad[6];
+};
+
+int ring_clone_buffers(struct io_uring *dst, struct io_uring *src)
+{
+	struct clone_buffers cb = { .src_fd = src->ring_fd };
+
+	if (syscall(__NR_io_uring_register, dst->ring_fd, IORING_REGISTER_CLONE_BUFFERS, &cb, 1))
+		return -errno;
+	return 0;
 }
 
 int ring_setup(struct io_uring *ring, unsigned int entries, bool sqpoll)

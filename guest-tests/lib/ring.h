@@ -43,4 +43,9 @@ int ring_read(struct io_uring *ring, int fd, char *buf, unsigned int len,
  */
 int ring_submit_wait(struct io_uring *ring, int *res);
 
+/*
+ * IORING_REGISTER_CLONE_BUFFERS (6.12; liburing 2.3 has no wrapper): @src's
+ * whole buffer table into @dst, which has none. 0 or -errno.
+ */
+int ring_clone_buffers(struct io_uring *dst, struct io_uring *src);
 #endif /* GUEST_RING_H */

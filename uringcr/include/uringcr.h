@@ -126,11 +126,20 @@ enum ucr_mem {
 	UCR_MEM_EXISTING,
 };
 
+struct ucr_restored;
+
 struct ucr_restore_opts {
 	enum ucr_mem mem;
 	int evfd;		/* register this eventfd; -1: create one with the count */
 	uint64_t max_replay;	/* refuse a counter replay of more operations; 0: any */
 	bool progress;		/* progress lines on stderr */
+	/*
+	 * The image's rings this process restored before, indexed as in the
+	 * image: a ring that shares buffers with one of them (CLONE_BUFFERS)
+	 * clones them from it. ucr_restore_image() fills these in.
+	 */
+	const struct ucr_restored *peers;
+	unsigned int nr_peers;
 };
 
 void ucr_restore_opts_default(struct ucr_restore_opts *o);
@@ -163,6 +172,12 @@ struct ucr_restored {
 int ucr_restore_ring(const struct ucr_image *img, unsigned int idx,
 		     const struct ucr_restore_opts *o, struct ucr_restored *out,
 		     struct ucr_err *err);
+/*
+ * Every ring of the image, in its order, into @out (ucr_image_nr_rings()
+ * of them), with the buffers they share shared again. All or nothing.
+ */
+int ucr_restore_image(const struct ucr_image *img, const struct ucr_restore_opts *o,
+		      struct ucr_restored *out, struct ucr_err *err);
 /* Undo a successful ucr_restore_ring(): the ring, its mappings, the eventfd. */
 void ucr_restored_close(struct ucr_restored *r);
 

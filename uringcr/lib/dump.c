@@ -583,6 +583,8 @@ static int run(struct dumper *d, const char *dir)
 		ucr_refuse_ring(d, &d->img.rings[i]);
 		ret = check_buf_pages(d, &d->img.rings[i]);
 	}
+	if (!ret)
+		ret = ucr_refuse_shared(d);
 	if (!ret && dir && d->rep->nr_refusals)
 		ret = ucr_errf(d->err, -EOPNOTSUPP,
 			       "process %d: %u thing%s the image cannot carry (first: %s: %s); nothing was written",

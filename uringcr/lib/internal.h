@@ -155,6 +155,24 @@ int ucr_image_write(const struct ucr_image *img, const char *dir,
 /* testing (the fuzzer): rewrite the manifest's sizes and checksums */
 int ucr_image_reseal(const char *dir, struct ucr_err *err);
 
+/*
+ * share.c: how ring @k of @rings gets back the buffers it shares with
+ * other rings of the image. @src: the earlier ring whose table it clones
+ * (IORING_REGISTER_CLONE_BUFFERS), or -1; @cloned: per used buffer, whether
+ * the clone brings it. 0, -ENOMEM, or -EOPNOTSUPP with @why saying what 6.12
+ * cannot rebuild. ucr_share_free() in every case.
+ */
+struct ucr_share {
+	int src;
+	bool *cloned;
+};
+
+int ucr_share_plan(const struct ucr_ring *rings, unsigned int nr, unsigned int k,
+		   struct ucr_share *sh, char *why, size_t size);
+void ucr_share_free(struct ucr_share *sh);
+/* The buffer at @slot of @r (its list is sorted by slot), or NULL. */
+const struct ucr_buf *ucr_buf_at(const struct ucr_ring *r, uint32_t slot);
+
 /* The refusal names, one per thing a restore cannot bring back. */
 void ucr_refuse(struct ucr_report *rep, const char *name, int fd,
 		const char *fmt, ...) __attribute__((format(printf, 4, 5)));

@@ -4,6 +4,7 @@
  * setup and settings, its buffers and its files. Buffers whose pages are
  * not mapped any more are judged in dump.c, where /proc/kcore is tried.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <string.h>
 
@@ -51,12 +52,6 @@ void ucr_refuse_ring(struct dumper *d, const struct ucr_ring *r)
 	if (k->overflow)
 		ucr_refuse(d->rep, "cq-overflow", fd,
 			   "CQEs waiting on the overflow list (the CQ was full): reap the CQ first, then dump");
-	for (i = 0; i < r->nr_used_bufs; i++) {
-		if (r->bufs[i].refs > 1)
-			ucr_refuse(d->rep, "buffer-shared", fd,
-				   "buffer slot %u is shared (IORING_REGISTER_CLONE_BUFFERS, %u references): sharing is not carried yet",
-				   r->bufs[i].slot, r->bufs[i].refs);
-	}
 	for (i = 0; i < r->nr_used_files; i++) {
 		const struct ucr_file *f = &r->files[i];
 		const char *kind = NULL;
@@ -84,4 +79,23 @@ void ucr_refuse_ring(struct dumper *d, const struct ucr_ring *r)
 				   "file slot %u (%s) was unlinked: it cannot be reopened by its path",
 				   f->slot, f->path);
 	}
+}
+
+/* Buffers shared between rings that the restore could not share again. */
+int ucr_refuse_shared(struct dumper *d)
+{
+	char why[sizeof(d->rep->refusals[0].why)];
+	unsigned int k;
+
+	for (k = 0; k < d->img.nr_rings; k++) {
+		struct ucr_share sh;
+		int ret = ucr_share_plan(d->img.rings, d->img.nr_rings, k, &sh, why, sizeof(why));
+
+		ucr_share_free(&sh);
+		if (ret == -EOPNOTSUPP)
+			ucr_refuse(d->rep, "buffer-shared", d->img.rings[k].fd, "%s", why);
+		else if (ret)
+			return ucr_errf(d->err, ret, "out of memory");
+	}
+	return 0;
 }

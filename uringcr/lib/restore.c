@@ -66,6 +66,7 @@ struct rst {
 	struct ucr_work w;
 	struct region *reg;
 	unsigned int nr_reg;
+	struct ucr_share sh;	/* buffers shared with earlier rings */
 	bool reg_ring, iowq;
 	unsigned int iowq_old[2];
 };
@@ -122,6 +123,8 @@ static int plan_regions(struct rst *s)
 		uint64_t ps = 4096;
 		struct region *g = &s->reg[n];
 
+		if (s->sh.cloned[i])	/* an earlier ring's restore placed it */
+			continue;
 		if (b->backing != UCR_BACK_GONE && s->o->mem == UCR_MEM_EXISTING)
 			continue;
 		if (b->backing == UCR_BACK_HUGETLB)
@@ -292,27 +295,14 @@ static int fill_buf(struct rst *s, const struct ucr_buf *b)
 	return 0;
 }
 
-static int buffers(struct rst *s)
+/* The image's table in one IORING_REGISTER_BUFFERS2: sparse slots stay so. */
+static int register_bufs(struct rst *s)
 {
 	const struct ucr_ring *r = s->r;
 	struct iovec *iov;
 	unsigned int i;
 	int ret = 0;
 
-	if (!r->nr_bufs)
-		return 0;
-	s->step = "mapping the buffers' memory";
-	for (i = 0; i < s->nr_reg && !ret; i++)
-		ret = map_region(s, &s->reg[i]);
-	s->step = "filling the buffers";
-	for (i = 0; i < r->nr_used_bufs && !ret; i++) {
-		const struct ucr_buf *b = &r->bufs[i];
-
-		if (s->o->mem == UCR_MEM_CREATE || b->backing == UCR_BACK_GONE)
-			ret = fill_buf(s, b);
-	}
-	if (ret)
-		return ret;
 	s->step = "IORING_REGISTER_BUFFERS2";
 	iov = calloc(r->nr_bufs, sizeof(*iov));
 	if (!iov)
@@ -330,6 +320,89 @@ static int buffers(struct rst *s)
 			ret = sysfail(s, "registering the buffers");
 	}
 	free(iov);
+	return ret;
+}
+
+static int update_buf(struct rst *s, uint32_t slot, const struct ucr_buf *b)
+{
+	struct iovec iov = {
+		.iov_base = b ? (void *)b->addr : NULL, .iov_len = b ? b->len : 0,
+	};
+	struct io_uring_rsrc_update2 up = {
+		.offset = slot, .data = (uint64_t)(uintptr_t)&iov, .nr = 1,
+	};
+	int got = sys_register(s->w.fd, IORING_REGISTER_BUFFERS_UPDATE, &up, sizeof(up));
+
+	if (got == 1)
+		return 0;
+	return got < 0 ? ucr_errf(s->err, -errno, "slot %u: %s", slot, strerror(errno)) :
+	       ucr_errf(s->err, -EIO, "slot %u: %d slots updated, not 1", slot, got);
+}
+
+/*
+ * The sharing (share.c): the whole table of the earlier ring @s->sh.src,
+ * then each slot where this ring differs from it replaced: by this ring's
+ * own buffer, or emptied. The clone needs no mapping of the shared pages.
+ */
+static int clone_bufs(struct rst *s)
+{
+	const struct ucr_ring *r = s->r, *src = &s->img->rings[s->sh.src];
+	const struct ucr_restored *peer;
+	struct ucr_clone_buffers cb = {};
+	uint32_t i;
+	int ret;
+
+	s->step = "IORING_REGISTER_CLONE_BUFFERS";
+	peer = (unsigned int)s->sh.src < s->o->nr_peers ? &s->o->peers[s->sh.src] : NULL;
+	if (!peer || peer->fd < 0)
+		return ucr_errf(s->err, -EINVAL,
+				"the ring shares buffers with ring %d of the image, which is not restored in this process: restore the rings in the image's order, each with the earlier ones in opts.peers (ucr_restore_image() does)",
+				s->sh.src);
+	cb.src_fd = peer->fd;
+	if (sys_register(s->w.fd, UCR_REGISTER_CLONE_BUFFERS, &cb, 1) < 0)
+		return ucr_errf(s->err, -errno, "cloning ring %d's buffers: %s%s", s->sh.src,
+				strerror(errno),
+				errno == EINVAL ? " (both rings must belong to one process and user)" : "");
+	s->step = "IORING_REGISTER_BUFFERS_UPDATE";
+	for (i = 0; i < r->nr_used_bufs; i++) {
+		if (s->sh.cloned[i])
+			continue;
+		ret = update_buf(s, r->bufs[i].slot, &r->bufs[i]);
+		if (ret)
+			return ret;
+	}
+	for (i = 0; i < src->nr_used_bufs; i++) {
+		if (ucr_buf_at(r, src->bufs[i].slot))
+			continue;
+		ret = update_buf(s, src->bufs[i].slot, NULL);	/* sparse here */
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int buffers(struct rst *s)
+{
+	const struct ucr_ring *r = s->r;
+	unsigned int i;
+	int ret = 0;
+
+	if (!r->nr_bufs)
+		return 0;
+	s->step = "mapping the buffers' memory";
+	for (i = 0; i < s->nr_reg && !ret; i++)
+		ret = map_region(s, &s->reg[i]);
+	s->step = "filling the buffers";
+	for (i = 0; i < r->nr_used_bufs && !ret; i++) {
+		const struct ucr_buf *b = &r->bufs[i];
+
+		if (!s->sh.cloned[i] &&
+		    (s->o->mem == UCR_MEM_CREATE || b->backing == UCR_BACK_GONE))
+			ret = fill_buf(s, b);
+	}
+	if (ret)
+		return ret;
+	ret = s->sh.src >= 0 ? clone_bufs(s) : register_bufs(s);
 	if (ret)
 		return ret;
 	/* what the owner had unmapped goes again; the ring keeps the pages */
@@ -655,6 +728,14 @@ static int run(struct rst *s)
 				"the counters (SQ head %u, CQ tail %u) take %" PRIu64 " operations to replay, more than the %" PRIu64 " allowed",
 				r->k.cached_sq_head, r->k.cached_cq_tail, n_nops + n_drops + n_msgs,
 				s->o->max_replay);
+	ret = ucr_share_plan(s->img->rings, s->img->nr_rings, s->idx, &s->sh, s->err->msg,
+			     sizeof(s->err->msg));
+	if (ret == -ENOMEM)
+		return ucr_errf(s->err, ret, "out of memory");
+	if (ret) {		/* the plan's sentence is in the message already */
+		s->err->code = ret;
+		return ret;
+	}
 	ret = plan_regions(s);
 	if (!ret)
 		ret = reserve_all(s);
@@ -748,8 +829,29 @@ int ucr_restore_ring(const struct ucr_image *img, unsigned int idx,
 			 idx, s.step, why);
 	}
 	free(s.reg);
+	ucr_share_free(&s.sh);
 	out->stats.restore_us = ucr_now_us() - t0;
 	return ret;
+}
+
+int ucr_restore_image(const struct ucr_image *img, const struct ucr_restore_opts *o,
+		      struct ucr_restored *out, struct ucr_err *err)
+{
+	struct ucr_restore_opts ro = *o;
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < img->nr_rings; i++) {
+		ro.peers = out;
+		ro.nr_peers = i;
+		ret = ucr_restore_ring(img, i, &ro, &out[i], err);
+		if (ret) {
+			while (i--)
+				ucr_restored_close(&out[i]);
+			return ret;
+		}
+	}
+	return 0;
 }
 
 void ucr_restored_close(struct ucr_restored *r)

@@ -146,9 +146,9 @@ static void ring_json(FILE *out, unsigned int idx, const struct ucr_ring *r)
 	for (i = 0; i < r->nr_used_bufs; i++) {
 		const struct ucr_buf *b = &r->bufs[i];
 
-		fprintf(out, "%s{\"slot\":%u,\"addr\":%" PRIu64 ",\"len\":%" PRIu64 ",\"folio_shift\":%u,\"nr_bvecs\":%u,\"refs\":%u,\"acct_pages\":%" PRIu64 ",\"mapped\":%s,\"backing\":\"%s\",\"backing_off\":%" PRIu64 ",\"backing_path\":",
+		fprintf(out, "%s{\"slot\":%u,\"addr\":%" PRIu64 ",\"len\":%" PRIu64 ",\"folio_shift\":%u,\"nr_bvecs\":%u,\"refs\":%u,\"id\":%" PRIu64 ",\"acct_pages\":%" PRIu64 ",\"mapped\":%s,\"backing\":\"%s\",\"backing_off\":%" PRIu64 ",\"backing_path\":",
 			i ? "," : "", b->slot, b->addr, b->len, b->folio_shift, b->nr_bvecs, b->refs,
-			b->acct_pages, b->mapped ? "true" : "false",
+			b->id, b->acct_pages, b->mapped ? "true" : "false",
 			ucr_backing_name(b->backing), b->backing_off);
 		json_str(out, b->backing_path);
 		fprintf(out, ",\"part\":\"ring%u.buf%u\",\"bvecs\":[", idx, b->slot);

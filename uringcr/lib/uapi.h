@@ -34,4 +34,12 @@ struct ucr_napi {
 	__u64 resv;
 };
 
+/* IORING_REGISTER_CLONE_BUFFERS (6.12) */
+#define UCR_REGISTER_CLONE_BUFFERS	30
+struct ucr_clone_buffers {
+	__u32 src_fd;
+	__u32 flags;
+	__u32 pad[6];
+};
+
 #endif /* UCR_UAPI_H */

@@ -147,13 +147,9 @@ int cmd_verify(int argc, char **argv)
 		snprintf(err.msg, sizeof(err.msg), "out of memory");
 		goto fail;
 	}
-	for (i = 0; i < nr; i++) {
-		if (ucr_restore_ring(img, i, &ro, &rs[i], &err)) {
-			while (i--)
-				ucr_restored_close(&rs[i]);
-			nr = 0;
-			goto fail;
-		}
+	if (ucr_restore_image(img, &ro, rs, &err)) {
+		nr = 0;
+		goto fail;
 	}
 	if (!keep) {
 		if (!mkdtemp(tmp)) {
