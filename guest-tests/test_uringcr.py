@@ -152,6 +152,30 @@ def test_dump_shared_buffers(helpers: Helpers, ucr: Uringcr, owners: list[Owner]
     owner.go(helpers.budget.remaining())
 
 
+def test_dump_attached_rings(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                             tmp_path: Path, record_property: Any) -> None:
+    """Rings set up with IORING_SETUP_ATTACH_WQ: two SQPOLL rings on one SQ thread
+    (the image's sq_share names the first ring on it, fdinfo shows one thread pid),
+    a plain ring that only carries the flag, an SQPOLL ring alone on the thread of
+    a ring that is gone."""
+    owner = owner_of(helpers, owners, "cr_sqshare")
+    wanted = owner.expect("ring")
+    threads = [fdinfo(owner.pid, int(w["fd"])).get("SqThread") for w in wanted]
+    _, report = ucr.dump(owner, tmp_path / "image")
+    record_stats(record_property, report)
+    image = ucr.show(tmp_path / "image")
+    assert [r["fd"] for r in image["rings"]] == [w["fd"] for w in wanted]
+    for ring, want in zip(image["rings"], wanted):
+        assert ring["setup"]["flags"] == want["flags"], ring["setup"]
+        assert ring["setup"]["sq_share"] == want["sq_share"], ring["setup"]
+        if int(want["sq_share"]) >= 0:
+            assert ring["setup"]["sq_thread_idle_ms"] == want["idle_ms"], ring["setup"]
+    assert threads[0] == threads[1] and threads[0] not in (None, "-1"), threads
+    assert threads[3] not in (None, "-1", threads[0]), threads
+    assert owner.one("threads")["sq"] == 2
+    owner.go(helpers.budget.remaining())
+
+
 def test_dump_files(helpers: Helpers, ucr: Uringcr, owners: list[Owner], tmp_path: Path,
                     record_property: Any) -> None:
     """Registered files and direct descriptors (no fd in the task), by slot."""

@@ -121,6 +121,21 @@ def test_restore_shared_buffers(helpers: Helpers, ucr: Uringcr, owners: list[Own
     assert results(copy.output) == original
 
 
+def test_restore_attached_rings(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                                tmp_path: Path, record_property: Any) -> None:
+    """Rings set up with IORING_SETUP_ATTACH_WQ come back attached: the copy dumps
+    equal (sq_share included), and its SQPOLL rings run on two SQ threads as the
+    original's do (one shared, one of a ring attached to a ring that is gone)."""
+    owner = owner_of(helpers, owners, "cr_sqshare")
+    image = tmp_path / "image"
+    verified = dump_verify(helpers, ucr, owner, image, record_property)
+    assert len(verified["rings"]) == 4
+    original = results(owner.go(helpers.budget.remaining()))
+    copy = resume(helpers, "cr_sqshare", "resume", str(image), label="resume-sqshare")
+    assert "result sq_threads=2" in original, original
+    assert results(copy.output) == original
+
+
 def test_restore_files(helpers: Helpers, ucr: Uringcr, owners: list[Owner], tmp_path: Path,
                        record_property: Any) -> None:
     """Registered files and direct descriptors come back at their slots, at their
@@ -168,6 +183,30 @@ def test_restore_ring_settings(helpers: Helpers, ucr: Uringcr, owners: list[Owne
     assert "result napi res=0 busy_poll_to=150 prefer=1" in original
     assert results(copy.output) == original
     assert int(copy.match(RESUMED).group("fds")) == 2, "the ring and its new eventfd"
+
+
+def test_napi_timeout_of_an_unregistered_ring(helpers: Helpers, ucr: Uringcr,
+                                             owners: list[Owner], tmp_path: Path,
+                                             record_property: Any) -> None:
+    """Until IORING_REGISTER_NAPI a ring's NAPI timeout is the net.core.busy_poll
+    sysctl, copied at setup, which may pass the call's 10 ms cap. The dump carries
+    the settings only when NAPI was registered: with the sysctl at 20000 us, a
+    ring without NAPI still dumps, restores and verifies equal."""
+    sysctl = Path("/proc/sys/net/core/busy_poll")
+    if not sysctl.exists():
+        pytest.fail(f"{sysctl} is missing: the guest config needs CONFIG_NET_RX_BUSY_POLL",
+                    pytrace=False)
+    old = sysctl.read_text()
+    sysctl.write_text("20000\n")
+    try:
+        owner = owner_of(helpers, owners, "cr_pending", "plain")
+    finally:
+        sysctl.write_text(old)
+    image = tmp_path / "image"
+    dump_verify(helpers, ucr, owner, image, record_property)
+    napi = ucr.show(image)["rings"][0]["state"]["napi"]
+    assert napi == {"enabled": False, "busy_poll_us": 0, "prefer": False}, napi
+    owner.go(helpers.budget.remaining())
 
 
 def test_restore_registered_ring(helpers: Helpers, ucr: Uringcr, owners: list[Owner],

@@ -23,12 +23,13 @@ from uringcr_run import (UCR_FAILED, UCR_REFUSED, Owner, Uringcr, proc_state, re
                          record_stats, owner_of, the_ring)
 
 
-REFUSALS = ["iopoll", "attach-wq", "nommap", "eventfd", "pbuf", "pers64", "regtwice",
+REFUSALS = ["iopoll", "attach-wq", "attach-order", "nommap", "eventfd", "pbuf", "pers64", "regtwice",
             "longpath", "socket",
             "pipe", "unlinked", "unmapped", "shared", "shared-two", "overflow", "skip"]
 
 # kinds that share a refusal name with another: what their sentence must say
-WHY = {"shared": "rings outside the image", "shared-two": "sharing with two rings"}
+WHY = {"shared": "rings outside the image", "shared-two": "sharing with two rings",
+       "attach-wq": "are outside it", "attach-order": "comes after it in fd order"}
 
 
 @pytest.mark.parametrize("kind", REFUSALS)

@@ -38,6 +38,44 @@ static int one_buffer(struct io_uring *r)
 	return io_uring_register_buffers(r, &iov, 1);
 }
 
+/*
+ * Hands ring fd @fd to a child process that holds it until this process
+ * exits, and closes it here: the ring lives on outside this process, out
+ * of any image of it.
+ */
+static int to_child(int fd)
+{
+	int ready[2];
+	pid_t child;
+	char c;
+
+	if (pipe(ready))
+		return -1;
+	child = fork();
+	if (child < 0)
+		return -1;
+	if (!child) {
+		int null = open("/dev/null", O_RDWR);
+
+		/* the test reads the owner's output to its end: not ours */
+		if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
+			_exit(1);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		for (int i = 3; i < 1024; i++)
+			if (i != fd && i != ready[1])
+				close(i);
+		if (write(ready[1], "r", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(ready[1]);
+	if (read(ready[0], &c, 1) != 1)
+		return -1;
+	close(ready[0]);
+	return close(fd);
+}
+
 #ifndef IORING_SETUP_NO_MMAP
 #define IORING_SETUP_NO_MMAP	(1U << 14)
 #endif
@@ -94,12 +132,33 @@ static int setup(const char *kind)
 	if (!strcmp(kind, "iopoll"))
 		return ring_init(&ring, &p, 8, 0, IORING_SETUP_IOPOLL, 0);
 	if (!strcmp(kind, "attach-wq")) {
-		if (ring_init(&other, &p, 8, 0, 0, 0))
+		/* other runs on ring's SQPOLL thread, and a child holds other */
+		if (ring_init(&ring, &p, 8, 0, IORING_SETUP_SQPOLL, 0))
 			return -1;
 		memset(&p, 0, sizeof(p));
-		p.flags = IORING_SETUP_ATTACH_WQ;
+		p.flags = IORING_SETUP_SQPOLL | IORING_SETUP_ATTACH_WQ;
+		p.wq_fd = ring.ring_fd;
+		return io_uring_queue_init_params(8, &other, &p) ? -1 : to_child(other.ring_fd);
+	}
+	if (!strcmp(kind, "attach-order")) {
+		/*
+		 * ring is attached to other's SQPOLL thread, and other's fd is
+		 * moved above ring's: in fd order the attached ring comes first.
+		 */
+		int moved;
+
+		if (ring_init(&other, &p, 8, 0, IORING_SETUP_SQPOLL, 0))
+			return -1;
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_SQPOLL | IORING_SETUP_ATTACH_WQ;
 		p.wq_fd = other.ring_fd;
-		return io_uring_queue_init_params(8, &ring, &p);
+		if (io_uring_queue_init_params(8, &ring, &p))
+			return -1;
+		moved = fcntl(other.ring_fd, F_DUPFD_CLOEXEC, 100);
+		if (moved < 0 || close(other.ring_fd))
+			return -1;
+		other.ring_fd = other.enter_ring_fd = moved;
+		return 0;
 	}
 	if (ring_init(&ring, &p, 8, 8, 0, 0))
 		return -1;
@@ -155,41 +214,9 @@ static int setup(const char *kind)
 		ret = one_buffer(&ring);
 		return ret ? ret : munmap(mem, PAGE_SZ);
 	}
-	if (!strcmp(kind, "shared")) {
-		/*
-		 * The buffer is shared with a ring that a child holds, not this
-		 * process: a reference from outside any image of this process.
-		 */
-		int ready[2];
-		pid_t child;
-		char c;
-
-		if (one_buffer(&ring) || ring_init(&other, &p, 8, 0, 0, 0) ||
-		    ring_clone_buffers(&other, &ring) || pipe(ready))
-			return -1;
-		child = fork();
-		if (child < 0)
-			return -1;
-		if (!child) {
-			int null = open("/dev/null", O_RDWR);
-
-			/* the test reads the owner's output to its end: not ours */
-			if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
-				_exit(1);
-			prctl(PR_SET_PDEATHSIG, SIGKILL);
-			close(ring.ring_fd);
-			close(ready[0]);
-			if (write(ready[1], "r", 1) != 1)
-				_exit(1);
-			for (;;)
-				pause();
-		}
-		close(ready[1]);
-		if (read(ready[0], &c, 1) != 1)
-			return -1;
-		close(ready[0]);
-		return close(other.ring_fd);
-	}
+	if (!strcmp(kind, "shared"))
+		return one_buffer(&ring) || ring_init(&other, &p, 8, 0, 0, 0) ||
+		       ring_clone_buffers(&other, &ring) ? -1 : to_child(other.ring_fd);
 	if (!strcmp(kind, "shared-two")) {
 		/*
 		 * ring {x, y}; other clones it and takes b1 for slot 1; third
@@ -237,6 +264,7 @@ static const char *refusal(const char *kind)
 {
 	static const char *const names[][2] = {
 		{ "iopoll", "iopoll" }, { "attach-wq", "attach-wq" },
+		{ "attach-order", "attach-wq" },
 		{ "eventfd", "eventfd" },
 		{ "pbuf", "provided-buffers" },
 		{ "socket", "file-unopenable" }, { "pipe", "file-unopenable" },

@@ -56,7 +56,7 @@ struct ucr_ring_rec {
 	__u32 overflow;			/* CQEs waiting on cq_overflow_list */
 	__u32 timeouts_pending;		/* ctx->timeout_list not empty */
 	__u32 submitter_tid;		/* SINGLE_ISSUER's task, 0 if none yet */
-	__u32 sq_thread_idle;		/* jiffies */
+	__u32 sq_thread_idle;		/* jiffies, the ring's own */
 	__s32 sq_cpu;			/* SQPOLL thread's CPU as it last ran */
 	__u32 sq_thread_pid;
 	__u32 n_ring_pages;		/* mmap size of the SQ/CQ rings */
@@ -83,7 +83,7 @@ struct ucr_ring_rec {
 	__u32 restrict_flags_allowed;
 	__u32 restrict_flags_required;
 	__u32 drain_disabled;		/* IOSQE_CQE_SKIP_SUCCESS was used */
-	__u32 pad;
+	__u32 sqd_refs;			/* rings on the SQPOLL thread (ATTACH_WQ) */
 };
 
 /* One bio_vec of a registered buffer (one object of io_uring_buf). */

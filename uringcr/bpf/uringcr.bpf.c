@@ -130,7 +130,9 @@ static __always_inline void write_ring(struct seq_file *seq,
 	if (submitter)
 		r.submitter_tid = BPF_CORE_READ(submitter, pid);
 	if (sqd) {
-		r.sq_thread_idle = BPF_CORE_READ(sqd, sq_thread_idle);
+		/* the thread idles for the longest of its rings' times */
+		r.sq_thread_idle = ring->sq_thread_idle;
+		r.sqd_refs = BPF_CORE_READ(sqd, refs.refs.counter);
 		r.sq_cpu = BPF_CORE_READ(sqd, sq_cpu);
 		r.sq_thread_pid = BPF_CORE_READ(sqd, task_pid);
 	} else {

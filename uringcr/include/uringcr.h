@@ -18,7 +18,7 @@
 #include <sys/types.h>
 #include <linux/io_uring.h>
 
-#define UCR_IMAGE_VERSION	3
+#define UCR_IMAGE_VERSION	4
 
 struct ucr_err {
 	int code;		/* -errno */

@@ -127,6 +127,7 @@ static const struct field ring_fields[] = {
 	SECT("setup"), RF("flags", k.flags, HEX), RF("sq_entries", k.sq_entries, DEC),
 	RF("cq_entries", k.cq_entries, DEC), RF("sqe_size", sqe_size, DEC),
 	RF("cqe_size", cqe_size, DEC), RF("sq_thread_idle_ms", sq_thread_idle_ms, DEC),
+	RF("sq_share", sq_share, SDEC),
 	RF("n_ring_pages", k.n_ring_pages, DEC), RF("n_sqe_pages", k.n_sqe_pages, DEC),
 	SECT("state"), RF("submitter_tid", k.submitter_tid, ZERO),	/* set or not */
 	RF("file_alloc_start", k.file_alloc_start, DEC),

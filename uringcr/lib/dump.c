@@ -222,6 +222,24 @@ static uint32_t idle_ms(struct dumper *d, size_t i, const struct ucr_ring_rec *k
 	}
 	return (uint64_t)k->sq_thread_idle * 1000 / hz;
 }
+
+/* Each SQPOLL ring's first ring of the image on the same SQ thread */
+static void sq_threads(struct dumper *d)
+{
+	size_t i, j;
+
+	for (i = 0; i < d->nr; i++) {
+		struct ucr_ring *r = &d->img.rings[i];
+
+		r->sq_share = -1;
+		if (!(r->k.flags & IORING_SETUP_SQPOLL))
+			continue;
+		for (j = 0; j <= i && r->sq_share < 0; j++)
+			if (d->img.rings[j].k.sqd_id == r->k.sqd_id)
+				r->sq_share = j;
+	}
+}
+
 /* Reads ring i in full: two walks that must agree, then its mapping. */
 static int read_ring(struct dumper *d, size_t i, struct ucr_ring *r)
 {
@@ -583,8 +601,10 @@ static int run(struct dumper *d, const char *dir)
 		ucr_refuse_ring(d, &d->img.rings[i]);
 		ret = check_buf_pages(d, &d->img.rings[i]);
 	}
-	if (!ret)
+	if (!ret) {
+		sq_threads(d);
 		ret = ucr_refuse_shared(d);
+	}
 	if (!ret && dir && d->rep->nr_refusals)
 		ret = ucr_errf(d->err, -EOPNOTSUPP,
 			       "process %d: %u thing%s the image cannot carry (first: %s: %s); nothing was written",

@@ -37,7 +37,7 @@ int ucr_drain(struct dumper *d);
 
 /* Everything in ring @r that an image cannot carry, as refusals (refuse.c). */
 void ucr_refuse_ring(struct dumper *d, const struct ucr_ring *r);
-/* Buffers shared between the rings that a restore cannot share again. */
+/* What the rings share (buffers, SQ threads) that a restore cannot share again. */
 int ucr_refuse_shared(struct dumper *d);
 
 #endif /* UCR_DUMPER_H */

@@ -465,7 +465,12 @@ static int parse_ring(struct reader *rd, unsigned int idx, struct ucr_ring *r)
 	U64("cqe_size", 16, 32, r->cqe_size);
 	U64("sq_thread_idle_ms", 0, UINT32_MAX, r->sq_thread_idle_ms);
 	S64("sq_cpu", -1, INT32_MAX, k->sq_cpu);
+	S64("sq_share", -1, idx, r->sq_share);
 	DONE();
+	if ((r->sq_share < 0) != !(k->flags & IORING_SETUP_SQPOLL)) {
+		bad(rd, part, line, "an SQ thread shared by a ring without IORING_SETUP_SQPOLL, or an SQPOLL ring without one");
+		goto out;
+	}
 	if ((k->sq_entries & (k->sq_entries - 1)) || (k->cq_entries & (k->cq_entries - 1)) ||
 	    k->cq_entries < k->sq_entries) {
 		bad(rd, part, line, "ring sizes that io_uring_setup() never makes");
@@ -756,6 +761,17 @@ int ucr_image_open(const char *dir, struct ucr_image **out, struct ucr_err *err)
 		ret = parse_ring(&rd, i, &img->rings[i]);
 		if (ret) {
 			img->nr_rings = i + 1;	/* free what ring i got */
+			goto fail;
+		}
+	}
+	for (i = 0; i < img->nr_rings; i++) {
+		const struct ucr_ring *r = &img->rings[i];
+		char part[32];
+
+		/* a ring sharing an SQ thread names the first ring on it */
+		if (r->sq_share >= 0 && img->rings[r->sq_share].sq_share != r->sq_share) {
+			snprintf(part, sizeof(part), "ring%u.txt", i);
+			ret = bad(&rd, part, 0, "sq_share names a ring that is not the first on its SQ thread");
 			goto fail;
 		}
 	}

@@ -199,9 +199,9 @@ static void ring_text(struct text *t, const struct ucr_ring *r)
 
 	tprintf(t, "ring fd=%d ino=%" PRIu64 " reg_tid=%d reg_index=%d\n",
 		r->fd, r->ino, r->reg_tid, r->reg_index);
-	tprintf(t, "setup flags=0x%x sq_entries=%u cq_entries=%u sqe_size=%u cqe_size=%u sq_thread_idle_ms=%u sq_cpu=%d\n",
+	tprintf(t, "setup flags=0x%x sq_entries=%u cq_entries=%u sqe_size=%u cqe_size=%u sq_thread_idle_ms=%u sq_cpu=%d sq_share=%d\n",
 		k->flags, k->sq_entries, k->cq_entries, r->sqe_size, r->cqe_size,
-		r->sq_thread_idle_ms, k->sq_cpu);
+		r->sq_thread_idle_ms, k->sq_cpu, r->sq_share);
 	tprintf(t, "state submitter_tid=%u file_alloc_start=%u file_alloc_end=%u iowq_limits_set=%u iowq_bounded=%u iowq_unbounded=%u clockid=%d clock_offset=%u pers_next=%u napi_enabled=%u napi_busy_poll_us=%u napi_prefer=%u\n",
 		k->submitter_tid, k->file_alloc_start, k->file_alloc_end,
 		k->iowq_limits_set, k->iowq_limits[0], k->iowq_limits[1],

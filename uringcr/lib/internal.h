@@ -87,6 +87,7 @@ struct ucr_ring {
 	uint32_t sq_flags, cq_flags, sq_dropped, cq_overflow;
 	uint32_t sqe_size, cqe_size;
 	uint32_t sq_thread_idle_ms;
+	int sq_share;		/* SQPOLL: the image's first ring on its SQ thread; -1 */
 	uint32_t *sq_array;	/* sq_entries, or NULL with NO_SQARRAY */
 	void *sqes;		/* sq_entries * sqe_size */
 	void *cqes;		/* cq_entries * cqe_size */

@@ -21,9 +21,6 @@ void ucr_refuse_ring(struct dumper *d, const struct ucr_ring *r)
 	if (k->flags & IORING_SETUP_IOPOLL)
 		ucr_refuse(d->rep, "iopoll", fd,
 			   "IORING_SETUP_IOPOLL: polled completions need the same O_DIRECT files on a device that polls; not carried yet");
-	if (k->flags & IORING_SETUP_ATTACH_WQ)
-		ucr_refuse(d->rep, "attach-wq", fd,
-			   "IORING_SETUP_ATTACH_WQ: the ring shares another ring's io-wq/SQPOLL thread; the sharing is not carried yet");
 	if (k->flags & IORING_SETUP_NO_MMAP)
 		ucr_refuse(d->rep, "no-mmap", fd,
 			   "IORING_SETUP_NO_MMAP: the rings live in application memory that the dump does not map");
@@ -81,12 +78,45 @@ void ucr_refuse_ring(struct dumper *d, const struct ucr_ring *r)
 	}
 }
 
-/* Buffers shared between rings that the restore could not share again. */
+/*
+ * An SQPOLL thread shared (IORING_SETUP_ATTACH_WQ) with a ring outside the
+ * image, or owned by a ring that comes after one attached to it: the
+ * restore sets the rings up in the image's order, each attaching to the
+ * first ring of the image on its thread.
+ */
+static void refuse_sq_thread(struct dumper *d, unsigned int k)
+{
+	const struct ucr_ring *rings = d->img.rings, *r = &rings[k];
+	unsigned int j, n = 0;
+
+	if (r->sq_share != (int)k)	/* judged at the first ring on the thread */
+		return;
+	for (j = k; j < d->img.nr_rings; j++)
+		n += rings[j].sq_share == (int)k;
+	if (n != r->k.sqd_refs)
+		ucr_refuse(d->rep, "attach-wq", r->fd,
+			   "the ring's SQPOLL thread serves %u rings and %u of them are rings of the image: the others are outside it (a ring whose fd went to another process, a ring left out by --fd); dump the rings that share it together",
+			   r->k.sqd_refs, n);
+	if (!(r->k.flags & IORING_SETUP_ATTACH_WQ))
+		return;
+	for (j = k + 1; j < d->img.nr_rings; j++)
+		if (rings[j].sq_share == (int)k && !(rings[j].k.flags & IORING_SETUP_ATTACH_WQ))
+			ucr_refuse(d->rep, "attach-wq", r->fd,
+				   "the ring is attached (IORING_SETUP_ATTACH_WQ) to the SQPOLL thread of ring fd %d, which comes after it in fd order: a restore in that order cannot attach it to a ring not set up yet",
+				   rings[j].fd);
+}
+
+/*
+ * What the rings share that the restore could not share again: buffers
+ * (share.c) and SQPOLL threads.
+ */
 int ucr_refuse_shared(struct dumper *d)
 {
 	char why[sizeof(d->rep->refusals[0].why)];
 	unsigned int k;
 
+	for (k = 0; k < d->img.nr_rings; k++)
+		refuse_sq_thread(d, k);
 	for (k = 0; k < d->img.nr_rings; k++) {
 		struct ucr_share sh;
 		int ret = ucr_share_plan(d->img.rings, d->img.nr_rings, k, &sh, why, sizeof(why));

@@ -184,10 +184,57 @@ static int reserve_all(struct rst *s)
 	return 0;
 }
 
+/*
+ * The ring IORING_SETUP_ATTACH_WQ names (p->wq_fd): on SQPOLL the image's
+ * first ring on the same SQ thread, restored before; for the first ring
+ * itself, and without SQPOLL (where 6.12 only checks that wq_fd is a ring),
+ * a ring of our own set up for the purpose, *@tmp, closed after the setup:
+ * the thread it starts stays with the ring attached to it.
+ */
+static int attach_to(struct rst *s, struct io_uring_params *p, int *tmp)
+{
+	const struct ucr_ring *r = s->r;
+	struct io_uring_params tp;
+	int high;
+
+	if (r->sq_share >= 0 && (unsigned int)r->sq_share != s->idx) {
+		const struct ucr_restored *peer = (unsigned int)r->sq_share < s->o->nr_peers ?
+						  &s->o->peers[r->sq_share] : NULL;
+
+		if (!peer || peer->fd < 0)
+			return ucr_errf(s->err, -EINVAL,
+					"the ring shares the SQPOLL thread of ring %d of the image, which is not restored in this process: restore the rings in the image's order, each with the earlier ones in opts.peers (ucr_restore_image() does)",
+					r->sq_share);
+		p->wq_fd = peer->fd;
+		return 0;
+	}
+	memset(&tp, 0, sizeof(tp));
+	tp.flags = r->k.flags & (IORING_SETUP_SQPOLL | IORING_SETUP_SQ_AFF);
+	tp.sq_thread_idle = r->sq_thread_idle_ms;
+	tp.sq_thread_cpu = p->sq_thread_cpu;
+	*tmp = sys_setup(1, &tp);
+	if (*tmp < 0)
+		return ucr_errf(s->err, -errno, "a ring to attach to (flags 0x%x): %s", tp.flags,
+				strerror(errno));
+	/*
+	 * Out of the way: the ring set up next takes the lowest free fd, as
+	 * without it, so that rings restored in a row keep the image's (fd)
+	 * order.
+	 */
+	high = fcntl(*tmp, F_DUPFD_CLOEXEC, 256);
+	if (high >= 0) {
+		close(*tmp);
+		*tmp = high;
+	}
+	p->wq_fd = *tmp;
+	return 0;
+}
+
 static int setup(struct rst *s)
 {
 	const struct ucr_ring *r = s->r;
 	struct io_uring_params *p = &s->out->params;
+	int tmp = -1, e;
 
 	s->step = "io_uring_setup";
 	memset(p, 0, sizeof(*p));
@@ -196,7 +243,13 @@ static int setup(struct rst *s)
 	p->sq_thread_idle = r->sq_thread_idle_ms;
 	if (r->k.flags & IORING_SETUP_SQ_AFF)
 		p->sq_thread_cpu = r->k.sq_cpu;
+	if ((r->k.flags & IORING_SETUP_ATTACH_WQ) && attach_to(s, p, &tmp))
+		return s->err->code;
 	s->w.fd = sys_setup(r->k.sq_entries, p);
+	e = errno;
+	if (tmp >= 0)
+		close(tmp);
+	errno = e;
 	if (s->w.fd < 0)
 		return ucr_errf(s->err, -errno,
 				"flags 0x%x, %u SQ and %u CQ entries: %s%s", p->flags,

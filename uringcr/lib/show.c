@@ -88,9 +88,9 @@ static void ring_json(FILE *out, unsigned int idx, const struct ucr_ring *r)
 		fputs("\"registered\":null,", out);
 	fprintf(out, "\"setup\":{\"flags\":%u,\"flag_names\":[", k->flags);
 	flag_names(out, k->flags, true);
-	fprintf(out, "],\"sq_entries\":%u,\"cq_entries\":%u,\"sqe_size\":%u,\"cqe_size\":%u,\"sq_thread_idle_ms\":%u,\"sq_cpu\":%d},",
+	fprintf(out, "],\"sq_entries\":%u,\"cq_entries\":%u,\"sqe_size\":%u,\"cqe_size\":%u,\"sq_thread_idle_ms\":%u,\"sq_cpu\":%d,\"sq_share\":%d},",
 		k->sq_entries, k->cq_entries, r->sqe_size, r->cqe_size, r->sq_thread_idle_ms,
-		k->sq_cpu);
+		k->sq_cpu, r->sq_share);
 	fprintf(out, "\"state\":{\"enabled\":%s,\"submitter_tid\":%u,\"file_alloc\":[%u,%u],\"iowq_limits_set\":%s,\"iowq_limits\":[%u,%u],\"clockid\":%d,\"clock_offset\":%u,\"napi\":{\"enabled\":%s,\"busy_poll_us\":%u,\"prefer\":%s}},",
 		(k->flags & IORING_SETUP_R_DISABLED) ? "false" : "true", k->submitter_tid,
 		k->file_alloc_start, k->file_alloc_end, k->iowq_limits_set ? "true" : "false",
@@ -198,6 +198,8 @@ static void ring_text(FILE *out, unsigned int idx, const struct ucr_ring *r)
 	flag_names(out, k->flags, false);
 	if (k->flags & IORING_SETUP_SQPOLL)
 		fprintf(out, ", SQ thread idle %u ms, cpu %d", r->sq_thread_idle_ms, k->sq_cpu);
+	if (r->sq_share >= 0 && (unsigned int)r->sq_share != idx)
+		fprintf(out, ", on ring %d's SQ thread (ATTACH_WQ)", r->sq_share);
 	fprintf(out, "\n  %s", (k->flags & IORING_SETUP_R_DISABLED) ? "disabled (R_DISABLED)" : "enabled");
 	if (k->submitter_tid)
 		fprintf(out, ", submitter thread %u", k->submitter_tid);
