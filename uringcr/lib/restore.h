@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The restore's own pieces (restore.c, replay.c): raw io_uring system
- * calls and the ring as the restore maps it for its own work.
+ * The restore's own pieces (restore.c, restore_bufs.c, replay.c): raw
+ * io_uring system calls, the ring as the restore maps it for its own work,
+ * and one ring's restore in progress.
  */
 #ifndef UCR_RESTORE_H
 #define UCR_RESTORE_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -43,6 +46,51 @@ struct ucr_work {
 	void *cqes;
 	uint32_t sqe_size, cqe_size;
 };
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE	0x100000
+#endif
+#ifndef MAP_HUGE_SHIFT
+#define MAP_HUGE_SHIFT		26
+#endif
+
+/* Memory the restore maps for buffers (UCR_MEM_CREATE, and gone buffers). */
+struct region {
+	uint64_t start, end;
+	enum ucr_backing kind;
+	uint32_t shift;
+	const struct ucr_buf *first;	/* the buffer that opened the region */
+	bool placed;			/* our placeholder or mapping is there */
+};
+
+/* One ring's restore: what it works from, the step it is at, what to undo. */
+struct rst {
+	const struct ucr_image *img;
+	const struct ucr_ring *r;
+	unsigned int idx;
+	const struct ucr_restore_opts *o;
+	struct ucr_restored *out;
+	struct ucr_err *err;
+	const char *step;
+	struct ucr_work w;
+	struct region *reg;
+	unsigned int nr_reg;
+	struct ucr_share sh;	/* buffers shared with earlier rings */
+	bool reg_ring, iowq;
+	unsigned int iowq_old[2];
+};
+
+static inline int sysfail(struct rst *s, const char *what)
+{
+	return ucr_errf(s->err, -errno, "%s: %s", what, strerror(errno));
+}
+
+/*
+ * restore_bufs.c: the buffers' memory planned and its addresses reserved
+ * (before the setup); then mapped, filled and registered or cloned.
+ */
+int ucr_rst_reserve(struct rst *s);
+int ucr_rst_buffers(struct rst *s);
 
 /* Maps the ring @w->fd set up with @w->p anywhere, for the restore's use. */
 int ucr_work_map(struct ucr_work *w, struct ucr_err *err);
