@@ -56,10 +56,12 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	$(HARNESS) run --suites main $(RUN_ARGS)
 
-# Host unit tests, the guest plugin's and checkers' self-tests, and mypy:
+# Host unit tests (the harness's, uringcr's planning code), the guest plugin's
+# and checkers' self-tests, and mypy:
 # no root, no apt, no VM, no kernel build.
 check: venv
 	$(VPY) -m pytest -q harness/tests
+	$(MAKE) -s -C uringcr unit
 	cd guest-tests && ../$(VPY) -m pytest -q -p no:cacheprovider selftests
 	$(VPY) -m mypy harness
 	cd guest-tests && ../$(VPY) -m mypy --config-file= --python-version 3.11 --ignore-missing-imports \

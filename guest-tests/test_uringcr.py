@@ -118,28 +118,38 @@ def test_dump_buffers(helpers: Helpers, ucr: Uringcr, owners: list[Owner], tmp_p
         owner.go(helpers.budget.remaining())
 
 
+def dumped_buffers(ucr: Uringcr, owner: Owner, image: Path, record_property: Any
+                   ) -> tuple[dict[tuple[int, int], Any], dict[tuple[int, int], Any]]:
+    """The dump of an owner with several rings: its buffers and the program's
+    "expect buf" lines, both by (ring, slot), checked to be the same slots at the
+    same addresses, mapped or not as expected, with the same contents."""
+    rings = owner.expect("ring")
+    _, report = ucr.dump(owner, image)
+    record_stats(record_property, report)
+    shown = ucr.show(image)
+    assert [r["fd"] for r in shown["rings"]] == [r["fd"] for r in rings]
+    got = {(i, b["slot"]): b for i, r in enumerate(shown["rings"])
+           for b in r["buffers"]["used"]}
+    wanted = {(int(b["ring"]), int(b["slot"])): b for b in owner.expect("buf")}
+    assert sorted(got) == sorted(wanted), "the image's slots are not the registered ones"
+    for key, want in wanted.items():
+        buf = got[key]
+        assert (buf["addr"], buf["len"], buf["mapped"]) == \
+            (want["addr"], want["len"], bool(want["mapped"])), f"ring {key[0]} slot {key[1]}"
+        contents = (image / buf["part"]).read_bytes()
+        assert zlib.crc32(contents) == want["crc32"], f"ring {key[0]} slot {key[1]}: contents"
+    return got, wanted
+
+
 def test_dump_shared_buffers(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
                              tmp_path: Path, record_property: Any) -> None:
     """Buffers shared between three rings (CLONE_BUFFERS, then slot updates) are
     dumped with their references, and one buffer has one id in every ring that
     holds it; the one nothing maps any more has its contents too."""
     owner = owner_of(helpers, owners, "cr_shared")
-    rings = owner.expect("ring")
-    _, report = ucr.dump(owner, tmp_path / "image")
-    record_stats(record_property, report)
-    image = ucr.show(tmp_path / "image")
-    assert [r["fd"] for r in image["rings"]] == [r["fd"] for r in rings]
-    got = {(i, b["slot"]): b for i, r in enumerate(image["rings"])
-           for b in r["buffers"]["used"]}
-    wanted = {(int(b["ring"]), int(b["slot"])): b for b in owner.expect("buf")}
-    assert sorted(got) == sorted(wanted), "the image's slots are not the registered ones"
+    got, wanted = dumped_buffers(ucr, owner, tmp_path / "image", record_property)
     for key, want in wanted.items():
-        buf = got[key]
-        assert (buf["addr"], buf["len"], buf["refs"]) == \
-            (want["addr"], want["len"], want["refs"]), f"ring {key[0]} slot {key[1]}"
-        assert buf["mapped"] == bool(want["mapped"]), f"ring {key[0]} slot {key[1]}"
-        contents = (tmp_path / "image" / buf["part"]).read_bytes()
-        assert zlib.crc32(contents) == want["crc32"], f"ring {key[0]} slot {key[1]}: contents"
+        assert got[key]["refs"] == want["refs"], f"ring {key[0]} slot {key[1]}"
     # the same buffer object where the program shared it, a different one elsewhere
     by_addr: dict[int, set[int]] = {}
     for buf in got.values():
@@ -149,6 +159,30 @@ def test_dump_shared_buffers(helpers: Helpers, ucr: Uringcr, owners: list[Owner]
     for key, buf in got.items():
         holders = [k for k, b in got.items() if b["id"] == buf["id"]]
         assert len(holders) == buf["refs"], f"ring {key[0]} slot {key[1]}: held by {holders}"
+    owner.go(helpers.budget.remaining())
+
+
+def test_dump_buffers_on_shared_pages(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                                      tmp_path: Path, record_property: Any) -> None:
+    """Rings that each registered the same memory on their own: every buffer its
+    own object (refs 1, ids apart), and the bvecs' pfns say which pages are one:
+    the pool's and G's (which nothing maps) are shared, A's and B's slot 2 are not."""
+    owner = owner_of(helpers, owners, "cr_pool")
+    got, _ = dumped_buffers(ucr, owner, tmp_path / "image", record_property)
+    assert all(b["refs"] == 1 for b in got.values()), got
+    assert len({b["id"] for b in got.values()}) == len(got), "a buffer object held twice"
+
+    def page(key: tuple[int, int], addr: int) -> int:
+        buf = got[key]
+        return bvec_pfns(buf)[(addr - (buf["addr"] & ~4095)) >> 12]
+
+    pool = int(got[(0, 0)]["addr"])
+    for key, at in (((1, 0), pool + 16384), ((1, 1), pool + 20480), ((2, 0), pool + 56 * 1024)):
+        assert page(key, at) == page((0, 0), at), f"ring {key[0]} slot {key[1]}: not the pool's page"
+    g = int(got[(0, 1)]["addr"])
+    assert bvec_pfns(got[(2, 1)]) == bvec_pfns(got[(0, 1)]), "G is not one set of pages"
+    assert not got[(0, 1)]["mapped"] and not got[(2, 1)]["mapped"], g
+    assert bvec_pfns(got[(0, 2)]) != bvec_pfns(got[(1, 2)]), "A's slot 2 has the new page"
     owner.go(helpers.budget.remaining())
 
 

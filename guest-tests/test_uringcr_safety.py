@@ -25,10 +25,11 @@ from uringcr_run import (UCR_FAILED, UCR_REFUSED, Owner, Uringcr, proc_state, re
 
 REFUSALS = ["iopoll", "attach-wq", "attach-order", "nommap", "eventfd", "pbuf", "pers64", "regtwice",
             "longpath", "socket",
-            "pipe", "unlinked", "unmapped", "shared", "shared-two", "overflow", "skip"]
+            "pipe", "unlinked", "unmapped", "shared", "shared-two", "pages", "overflow", "skip"]
 
 # kinds that share a refusal name with another: what their sentence must say
 WHY = {"shared": "rings outside the image", "shared-two": "sharing with two rings",
+       "pages": "one process cannot map both there at once",
        "attach-wq": "are outside it", "attach-order": "comes after it in fd order"}
 
 

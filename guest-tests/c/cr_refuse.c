@@ -236,6 +236,22 @@ static int setup(const char *kind)
 			return -1;
 		return io_uring_register_buffers_update_tag(&other, 0, &b0, &tag, 1) == 1 ? 0 : -1;
 	}
+	if (!strcmp(kind, "pages")) {
+		/*
+		 * other registers page x, which then goes, and a new page
+		 * mapped at x is ring's: ring comes first in fd order and maps
+		 * x, where other's old page would have to be mapped too.
+		 */
+		struct iovec x = { mem, PAGE_SZ };
+
+		if (ring_init(&other, &p, 8, 0, 0, 0) ||
+		    io_uring_register_buffers(&other, &x, 1) || munmap(mem, PAGE_SZ) ||
+		    mmap(mem, PAGE_SZ, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != mem)
+			return -1;
+		memset(mem, 0x5a, PAGE_SZ);
+		return io_uring_register_buffers(&ring, &x, 1);
+	}
 	if (!strcmp(kind, "skip")) {
 		/* one NOP with IOSQE_CQE_SKIP_SUCCESS: drain_disabled for good */
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
@@ -270,6 +286,7 @@ static const char *refusal(const char *kind)
 		{ "socket", "file-unopenable" }, { "pipe", "file-unopenable" },
 		{ "unlinked", "file-unlinked" }, { "unmapped", "buffer-unmapped" },
 		{ "shared", "buffer-shared" }, { "shared-two", "buffer-shared" },
+		{ "pages", "buffer-pages" },
 		{ "overflow", "cq-overflow" },
 		{ "skip", "cqe-skip" },
 		{ "nommap", "no-mmap" }, { "longpath", "file-path" },

@@ -102,41 +102,14 @@ static int build(struct io_uring *rings)
 	return 0;
 }
 
-/* "slot:addr:len" of every ring, for the resume mode: from the expect lines */
-static int parse_table(const char *s)
-{
-	while (*s) {
-		unsigned long ring, slot, addr, len;
-		int n = 0;
-
-		if (sscanf(s, "%lu:%lu:%lu:%lu%n", &ring, &slot, &addr, &len, &n) != 4 ||
-		    ring >= NR_RINGS || slot >= NR_SLOTS)
-			return -1;
-		table[ring][slot] = (struct iovec){ (void *)addr, len };
-		s += n;
-		if (*s == ',')
-			s++;
-	}
-	return 0;
-}
-
 /* the continuation: the same in the resumed original and the restored copy */
 static enum t_exit finish(struct io_uring *rings)
 {
 	struct iovec *s3 = &table[0][3], *s2 = &table[2][2];
 	uint32_t crc, in;
-	int i, j;
 
-	for (i = 0; i < NR_RINGS; i++) {
-		for (j = 0; j < NR_SLOTS; j++) {
-			if (!table[i][j].iov_base)
-				continue;
-			crc = fixed_out_crc(&rings[i], j, table[i][j].iov_base, table[i][j].iov_len);
-			result("ring=%d slot=%d crc=%u", i, j, crc);
-			if (!crc)
-				return t_fail("writing a buffer out");
-		}
-	}
+	if (out_all(rings, &table[0][0], NR_RINGS, NR_SLOTS))
+		return t_fail("writing a buffer out");
 	in = fixed_read_in(&rings[0], 3, s3->iov_base, s3->iov_len, 33);
 	crc = fixed_out_crc(&rings[2], 3, s3->iov_base, s3->iov_len);
 	result("slot3 in_via_a=%u out_via_c=%u", in, crc);
@@ -164,7 +137,7 @@ int main(int argc, char *argv[])
 
 	t_start("cr_shared", argc, argv);
 	if (argc > 3 && !strcmp(argv[1], "resume")) {
-		if (parse_table(argv[3]))
+		if (parse_buf_table(argv[3], &table[0][0], NR_RINGS, NR_SLOTS))
 			return t_fail("the buffer list");
 		if (resume_rings(argv[2], NR_RINGS, rings))
 			return t_fail("restoring the image");

@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Fixed-buffer I/O through the ring (fixed_io.h). */
 #define _GNU_SOURCE
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "fixed_io.h"
 #include "owner.h"
+#include "resume.h"
 #include "ring.h"
 
 void fill_pattern(void *p, size_t len, unsigned int seed)
@@ -57,4 +60,43 @@ uint32_t fixed_read_in(struct io_uring *ring, int slot, void *addr, size_t len,
 	if (fd >= 0)
 		close(fd);
 	return crc;
+}
+
+int parse_buf_table(const char *s, struct iovec *table, unsigned int nr_rings,
+		    unsigned int nr_slots)
+{
+	while (*s) {
+		unsigned long ring, slot, addr, len;
+		int n = 0;
+
+		if (sscanf(s, "%lu:%lu:%lu:%lu%n", &ring, &slot, &addr, &len, &n) != 4 ||
+		    ring >= nr_rings || slot >= nr_slots)
+			return -1;
+		table[ring * nr_slots + slot] = (struct iovec){ (void *)addr, len };
+		s += n;
+		if (*s == ',')
+			s++;
+	}
+	return 0;
+}
+
+int out_all(struct io_uring *rings, const struct iovec *table, unsigned int nr_rings,
+	    unsigned int nr_slots)
+{
+	unsigned int i, j;
+
+	for (i = 0; i < nr_rings; i++) {
+		for (j = 0; j < nr_slots; j++) {
+			const struct iovec *v = &table[i * nr_slots + j];
+			uint32_t crc;
+
+			if (!v->iov_base)
+				continue;
+			crc = fixed_out_crc(&rings[i], j, v->iov_base, v->iov_len);
+			result("ring=%u slot=%u crc=%u", i, j, crc);
+			if (!crc)
+				return -1;
+		}
+	}
+	return 0;
 }

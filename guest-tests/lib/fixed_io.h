@@ -23,4 +23,17 @@ uint32_t fixed_out_crc(struct io_uring *ring, int slot, void *addr, size_t len);
  */
 uint32_t fixed_read_in(struct io_uring *ring, int slot, void *addr, size_t len,
 		       unsigned int seed);
+struct iovec;
+/*
+ * The resume modes' buffer table: @nr_rings rows of @nr_slots in @table,
+ * from "ring:slot:addr:len,..." (the scenario's expect lines). 0 or -1.
+ */
+int parse_buf_table(const char *s, struct iovec *table, unsigned int nr_rings,
+		    unsigned int nr_slots);
+/*
+ * Every buffer of @table written out through its ring (fixed_out_crc()),
+ * a "result ring=R slot=S crc=C" line each. 0, or -1 when one failed.
+ */
+int out_all(struct io_uring *rings, const struct iovec *table, unsigned int nr_rings,
+	    unsigned int nr_slots);
 #endif /* GUEST_FIXED_IO_H */

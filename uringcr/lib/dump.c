@@ -123,26 +123,6 @@ static int take_files(struct dumper *d, struct ucr_ring *r, struct ucr_file_rec 
 	return 0;
 }
 
-/* The pages under [addr, addr+len) as the buffer's bvecs pin them. */
-static uint64_t *pinned_pfns(const struct ucr_buf *b, size_t *nr)
-{
-	size_t n = 0, cap = (b->len >> 12) + 2;
-	uint64_t *p = calloc(cap, sizeof(*p));
-	uint32_t i;
-
-	if (!p)
-		return NULL;
-	for (i = 0; i < b->nr_bvecs; i++) {
-		uint64_t first = b->bv[i].offset >> 12;
-		uint64_t last = (b->bv[i].offset + b->bv[i].len - 1) >> 12;
-
-		for (uint64_t pg = first; pg <= last && n < cap; pg++)
-			p[n++] = b->bv[i].pfn + pg;
-	}
-	*nr = n;
-	return p;
-}
-
 static int map_ring(struct dumper *d, size_t i, struct ucr_ring *r)
 {
 	const struct ucr_ring_rec *k = &r->k;
@@ -487,7 +467,7 @@ static int check_buf_pages(struct dumper *d, struct ucr_ring *r)
 	for (i = 0; i < r->nr_used_bufs; i++) {
 		struct ucr_buf *b = &r->bufs[i];
 		size_t n;
-		uint64_t *pfns = pinned_pfns(b, &n);
+		uint64_t *pfns = ucr_buf_pfns(b, &n);
 		int same, ret;
 
 		if (!pfns)

@@ -127,6 +127,8 @@ void ucr_escape(const char *in, char *out, size_t size);
 int ucr_unescape(const char *in, char *out, size_t size);
 void ucr_ring_free(struct ucr_ring *r);
 const char *ucr_backing_name(enum ucr_backing b);
+/* The pages under the buffer, one pfn per 4 KiB from its first (calloc()ed). */
+uint64_t *ucr_buf_pfns(const struct ucr_buf *b, size_t *nr);
 int ucr_backing_parse(const char *name);	/* an enum ucr_backing or -1 */
 void ucr_image_free(struct ucr_image *img);
 
@@ -171,6 +173,9 @@ struct ucr_share {
 int ucr_share_plan(const struct ucr_ring *rings, unsigned int nr, unsigned int k,
 		   struct ucr_share *sh, char *why, size_t size);
 void ucr_share_free(struct ucr_share *sh);
+/* A plan's refusal: the sentence in @why, -EOPNOTSUPP. */
+int ucr_why(char *why, size_t size, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 /* The buffer at @slot of @r (its list is sorted by slot), or NULL. */
 const struct ucr_buf *ucr_buf_at(const struct ucr_ring *r, uint32_t slot);
 

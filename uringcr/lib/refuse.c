@@ -6,11 +6,13 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "uapi.h"
 
 #include "dumper.h"
+#include "pages.h"
 
 void ucr_refuse_ring(struct dumper *d, const struct ucr_ring *r)
 {
@@ -108,24 +110,38 @@ static void refuse_sq_thread(struct dumper *d, unsigned int k)
 
 /*
  * What the rings share that the restore could not share again: buffers
- * (share.c) and SQPOLL threads.
+ * (share.c), their pages where each ring registered them on its own
+ * (pages.c, as ucr_restore_image() restores them), and SQPOLL threads.
  */
 int ucr_refuse_shared(struct dumper *d)
 {
 	char why[sizeof(d->rep->refusals[0].why)];
+	struct ucr_pages pg;
 	unsigned int k;
+	int ret = 0;
 
 	for (k = 0; k < d->img.nr_rings; k++)
 		refuse_sq_thread(d, k);
-	for (k = 0; k < d->img.nr_rings; k++) {
+	ucr_pages_init(&pg, d->img.rings, d->img.nr_rings, true);
+	for (k = 0; k < d->img.nr_rings && ret != -ENOMEM; k++) {
+		struct region *own = NULL;
 		struct ucr_share sh;
-		int ret = ucr_share_plan(d->img.rings, d->img.nr_rings, k, &sh, why, sizeof(why));
+		unsigned int n = 0;
 
-		ucr_share_free(&sh);
+		ret = ucr_share_plan(d->img.rings, d->img.nr_rings, k, &sh, why, sizeof(why));
 		if (ret == -EOPNOTSUPP)
 			ucr_refuse(d->rep, "buffer-shared", d->img.rings[k].fd, "%s", why);
-		else if (ret)
-			return ucr_errf(d->err, ret, "out of memory");
+		if (!ret) {
+			ret = ucr_pages_plan(&pg, k, sh.cloned, false, &own, &n, why, sizeof(why));
+			if (ret == -EOPNOTSUPP)
+				ucr_refuse(d->rep, "buffer-pages", d->img.rings[k].fd, "%s", why);
+		}
+		/* a refused ring's memory is left out of the plan of the later ones */
+		if (!ret)
+			ret = ucr_pages_commit(&pg, k, own, n);
+		free(own);
+		ucr_share_free(&sh);
 	}
-	return 0;
+	ucr_pages_free(&pg);
+	return ret == -ENOMEM ? ucr_errf(d->err, ret, "out of memory") : 0;
 }

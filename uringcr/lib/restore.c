@@ -520,12 +520,16 @@ static void undo(struct rst *s)
 			munmap((void *)s->reg[i].start, s->reg[i].end - s->reg[i].start);
 }
 
-int ucr_restore_ring(const struct ucr_image *img, unsigned int idx,
-		     const struct ucr_restore_opts *o, struct ucr_restored *out,
-		     struct ucr_err *err)
+/*
+ * Ring @idx, after the rings of the image whose memory @pg holds: on
+ * success its memory joins @pg, on failure what it mapped goes.
+ */
+static int restore_one(const struct ucr_image *img, unsigned int idx,
+		       const struct ucr_restore_opts *o, struct ucr_restored *out,
+		       struct ucr_pages *pg, struct ucr_err *err)
 {
 	struct rst s = {
-		.img = img, .idx = idx, .o = o, .out = out, .err = err,
+		.img = img, .idx = idx, .o = o, .out = out, .err = err, .pg = pg,
 		.w = { .fd = -1 }, .step = "checking the image",
 	};
 	uint64_t t0 = ucr_now_us();
@@ -541,6 +545,8 @@ int ucr_restore_ring(const struct ucr_image *img, unsigned int idx,
 	s.r = &img->rings[idx];
 	ret = run(&s);
 	ucr_work_unmap(&s.w);
+	if (!ret && ucr_pages_commit(pg, idx, s.reg, s.nr_reg))
+		ret = ucr_errf(err, -ENOMEM, "out of memory");
 	if (ret) {
 		char why[sizeof(err->msg)];
 
@@ -555,24 +561,86 @@ int ucr_restore_ring(const struct ucr_image *img, unsigned int idx,
 	return ret;
 }
 
+/*
+ * What the earlier rings restored into this process (opts.peers) mapped,
+ * planned again as their own restores planned it.
+ */
+static int peers_pages(const struct ucr_image *img, unsigned int idx,
+		       const struct ucr_restore_opts *o, struct ucr_pages *pg,
+		       struct ucr_err *err)
+{
+	unsigned int j;
+
+	for (j = 0; j < idx && j < o->nr_peers && j < img->nr_rings; j++) {
+		struct region *own = NULL;
+		struct ucr_share sh;
+		unsigned int n = 0;
+		int ret;
+
+		if (o->peers[j].fd < 0)
+			continue;
+		ret = ucr_share_plan(img->rings, img->nr_rings, j, &sh, err->msg,
+				     sizeof(err->msg));
+		if (!ret)
+			ret = ucr_pages_plan(pg, j, sh.cloned, o->mem == UCR_MEM_EXISTING, &own,
+					     &n, err->msg, sizeof(err->msg));
+		if (!ret)
+			ret = ucr_pages_commit(pg, j, own, n);
+		free(own);
+		ucr_share_free(&sh);
+		if (ret == -ENOMEM)
+			return ucr_errf(err, ret, "out of memory");
+		if (ret)
+			return ucr_errf(err, ret, "image %s, ring %u, which opts.peers says was restored: %s",
+					img->dir, j, err->msg);
+	}
+	return 0;
+}
+
+int ucr_restore_ring(const struct ucr_image *img, unsigned int idx,
+		     const struct ucr_restore_opts *o, struct ucr_restored *out,
+		     struct ucr_err *err)
+{
+	struct ucr_pages pg;
+	int ret;
+
+	ucr_pages_init(&pg, img->rings, img->nr_rings, false);
+	memset(out, 0, sizeof(*out));
+	out->fd = out->evfd = -1;
+	ret = peers_pages(img, idx, o, &pg, err);
+	if (!ret)
+		ret = restore_one(img, idx, o, out, &pg, err);
+	ucr_pages_free(&pg);	/* the peers' memory is theirs, ours the caller's */
+	return ret;
+}
+
 int ucr_restore_image(const struct ucr_image *img, const struct ucr_restore_opts *o,
 		      struct ucr_restored *out, struct ucr_err *err)
 {
 	struct ucr_restore_opts ro = *o;
-	unsigned int i;
-	int ret;
+	struct ucr_pages pg;
+	unsigned int i, done;
+	int ret = 0;
 
-	for (i = 0; i < img->nr_rings; i++) {
+	ucr_pages_init(&pg, img->rings, img->nr_rings, true);
+	for (done = 0; done < img->nr_rings; done++) {
 		ro.peers = out;
-		ro.nr_peers = i;
-		ret = ucr_restore_ring(img, i, &ro, &out[i], err);
-		if (ret) {
-			while (i--)
-				ucr_restored_close(&out[i]);
-			return ret;
-		}
+		ro.nr_peers = done;
+		ret = restore_one(img, done, &ro, &out[done], &pg, err);
+		if (ret)
+			break;
 	}
-	return 0;
+	if (ret) {
+		/* the earlier rings, and the memory they mapped or kept for later rings */
+		for (i = 0; i < done; i++)
+			ucr_restored_close(&out[i]);
+		for (i = 0; i < pg.nr_mapped; i++)
+			if (pg.mapped[i].placed)
+				munmap((void *)pg.mapped[i].start,
+				       pg.mapped[i].end - pg.mapped[i].start);
+	}
+	ucr_pages_free(&pg);
+	return ret;
 }
 
 void ucr_restored_close(struct ucr_restored *r)

@@ -17,6 +17,7 @@
 #include "uapi.h"
 
 #include "internal.h"
+#include "pages.h"
 
 static inline int sys_setup(unsigned int entries, struct io_uring_params *p)
 {
@@ -54,15 +55,6 @@ struct ucr_work {
 #define MAP_HUGE_SHIFT		26
 #endif
 
-/* Memory the restore maps for buffers (UCR_MEM_CREATE, and gone buffers). */
-struct region {
-	uint64_t start, end;
-	enum ucr_backing kind;
-	uint32_t shift;
-	const struct ucr_buf *first;	/* the buffer that opened the region */
-	bool placed;			/* our placeholder or mapping is there */
-};
-
 /* One ring's restore: what it works from, the step it is at, what to undo. */
 struct rst {
 	const struct ucr_image *img;
@@ -73,8 +65,9 @@ struct rst {
 	struct ucr_err *err;
 	const char *step;
 	struct ucr_work w;
-	struct region *reg;
+	struct region *reg;	/* the memory this ring maps itself (pages.c) */
 	unsigned int nr_reg;
+	struct ucr_pages *pg;	/* what the rings restored before it mapped */
 	struct ucr_share sh;	/* buffers shared with earlier rings */
 	bool reg_ring, iowq;
 	unsigned int iowq_old[2];

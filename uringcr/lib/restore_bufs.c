@@ -32,61 +32,6 @@ static void *reserve(uint64_t start, uint64_t len)
 	return p;
 }
 
-static int cmp_region(const void *a, const void *b)
-{
-	const struct region *x = a, *y = b;
-
-	return x->start < y->start ? -1 : x->start > y->start;
-}
-
-/* The buffers' memory as regions of one kind each, sorted, merged. */
-static int plan_regions(struct rst *s)
-{
-	const struct ucr_ring *r = s->r;
-	unsigned int i, n = 0;
-
-	s->reg = calloc(r->nr_used_bufs ? r->nr_used_bufs : 1, sizeof(*s->reg));
-	if (!s->reg)
-		return ucr_errf(s->err, -ENOMEM, "out of memory");
-	for (i = 0; i < r->nr_used_bufs; i++) {
-		const struct ucr_buf *b = &r->bufs[i];
-		uint64_t ps = 4096;
-		struct region *g = &s->reg[n];
-
-		if (s->sh.cloned[i])	/* an earlier ring's restore placed it */
-			continue;
-		if (b->backing != UCR_BACK_GONE && s->o->mem == UCR_MEM_EXISTING)
-			continue;
-		if (b->backing == UCR_BACK_HUGETLB)
-			ps = 1ULL << b->folio_shift;
-		g->start = b->addr & ~(ps - 1);
-		g->end = (b->addr + b->len + ps - 1) & ~(ps - 1);
-		g->kind = b->backing;
-		g->shift = b->folio_shift;
-		g->first = b;
-		n++;
-	}
-	qsort(s->reg, n, sizeof(*s->reg), cmp_region);
-	s->nr_reg = 0;
-	for (i = 0; i < n; i++) {
-		struct region *prev = s->nr_reg ? &s->reg[s->nr_reg - 1] : NULL;
-		struct region *g = &s->reg[i];
-
-		if (prev && g->start < prev->end) {
-			if (g->kind != prev->kind || g->kind == UCR_BACK_SHARED)
-				return ucr_errf(s->err, -EINVAL,
-						"buffer slots %u and %u share pages but not their backing (%s, %s)",
-						prev->first->slot, g->first->slot,
-						ucr_backing_name(prev->kind), ucr_backing_name(g->kind));
-			if (g->end > prev->end)
-				prev->end = g->end;
-			continue;
-		}
-		s->reg[s->nr_reg++] = *g;
-	}
-	return 0;
-}
-
 /* Every address the image fixes, taken before anything else is mapped. */
 static int reserve_all(struct rst *s)
 {
@@ -300,12 +245,16 @@ int ucr_rst_buffers(struct rst *s)
 	ret = s->sh.src >= 0 ? clone_bufs(s) : register_bufs(s);
 	if (ret)
 		return ret;
-	/* what the owner had unmapped goes again; the ring keeps the pages */
+	/*
+	 * What the owner had unmapped goes again, the ring keeps the pages:
+	 * ours, and an earlier ring's left for us (pages.c), unless a later
+	 * ring of this restore pins the same pages.
+	 */
 	s->step = "unmapping the buffers the owner had unmapped";
-	for (i = 0; i < s->nr_reg; i++) {
-		struct region *g = &s->reg[i];
+	for (i = 0; i < s->nr_reg + s->pg->nr_mapped; i++) {
+		struct region *g = i < s->nr_reg ? &s->reg[i] : &s->pg->mapped[i - s->nr_reg];
 
-		if (g->kind != UCR_BACK_GONE)
+		if (g->kind != UCR_BACK_GONE || g->last != s->idx || !g->placed)
 			continue;
 		if (munmap((void *)g->start, g->end - g->start))
 			return sysfail(s, "unmapping a buffer");
@@ -316,7 +265,14 @@ int ucr_rst_buffers(struct rst *s)
 
 int ucr_rst_reserve(struct rst *s)
 {
-	int ret = plan_regions(s);
+	int ret = ucr_pages_plan(s->pg, s->idx, s->sh.cloned, s->o->mem == UCR_MEM_EXISTING,
+				 &s->reg, &s->nr_reg, s->err->msg, sizeof(s->err->msg));
 
-	return ret ? ret : reserve_all(s);
+	if (ret == -ENOMEM)
+		return ucr_errf(s->err, ret, "out of memory");
+	if (ret) {		/* the plan's sentence is in the message already */
+		s->err->code = ret;
+		return ret;
+	}
+	return reserve_all(s);
 }

@@ -46,10 +46,7 @@ static bool holds(const struct ucr_ring *r, const struct ucr_buf *b)
 	return o && o->id == b->id;
 }
 
-static int refuse(char *why, size_t size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int refuse(char *why, size_t size, const char *fmt, ...)
+int ucr_why(char *why, size_t size, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -75,7 +72,7 @@ static int all_inside(const struct ucr_ring *rings, unsigned int nr, unsigned in
 		for (j = 0; j < nr; j++)
 			n += holds(&rings[j], b);
 		if (n != b->refs)
-			return refuse(why, size,
+			return ucr_why(why, size,
 				      "buffer slot %u has %u references, and %u ring%s of the image hold%s it: the others are rings outside the image (a ring whose fd went to another process, a ring left out by --fd); dump the rings that share it together",
 				      b->slot, b->refs, n, n == 1 ? "" : "s", n == 1 ? "s" : "");
 	}
@@ -124,10 +121,10 @@ int ucr_share_plan(const struct ucr_ring *rings, unsigned int nr, unsigned int k
 			if (!holds(&rings[j], b))
 				continue;
 			if (sh->src < 0)
-				return refuse(why, size,
+				return ucr_why(why, size,
 					      "buffer slot %u is shared with ring fd %d, whose table has %u slots and this ring's %u: IORING_REGISTER_CLONE_BUFFERS copies a table with its size, so 6.12 has no call that rebuilds this",
 					      b->slot, rings[j].fd, rings[j].nr_bufs, r->nr_bufs);
-			return refuse(why, size,
+			return ucr_why(why, size,
 				      "buffer slot %u is shared with ring fd %d, but the ring's other shared buffers are ring fd %d's: IORING_REGISTER_CLONE_BUFFERS copies one ring's whole table, so 6.12 cannot rebuild sharing with two rings in this order",
 				      b->slot, rings[j].fd, rings[sh->src].fd);
 		}

@@ -266,3 +266,23 @@ int ucr_backing_parse(const char *name)
 			return i;
 	return -1;
 }
+
+/* The pages under [addr, addr+len) as the buffer's bvecs pin them. */
+uint64_t *ucr_buf_pfns(const struct ucr_buf *b, size_t *nr)
+{
+	size_t n = 0, cap = (b->len >> 12) + 2;
+	uint64_t *p = calloc(cap, sizeof(*p));
+	uint32_t i;
+
+	if (!p)
+		return NULL;
+	for (i = 0; i < b->nr_bvecs; i++) {
+		uint64_t first = b->bv[i].offset >> 12;
+		uint64_t last = (b->bv[i].offset + b->bv[i].len - 1) >> 12;
+
+		for (uint64_t pg = first; pg <= last && n < cap; pg++)
+			p[n++] = b->bv[i].pfn + pg;
+	}
+	*nr = n;
+	return p;
+}
