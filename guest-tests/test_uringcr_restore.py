@@ -23,6 +23,7 @@ import pytest
 
 from helpers import Finished, Helpers
 from hugepages import reserved_hugetlb
+from nullblk import polled_nullb
 from uringcr_run import Owner, Uringcr, owner_of, record_restore, record_stats
 
 RESUMED = re.compile(r"^resume restored fd=\d+ new_fds=(?P<fds>\d+) restore_us=(?P<us>\d+) "
@@ -140,6 +141,31 @@ def test_restore_buffers_on_shared_pages(helpers: Helpers, ucr: Uringcr, owners:
     original, copy = rings_restored(helpers, ucr, owners, "cr_pool", tmp_path, record_property)
     assert any(line.startswith("result g ") for line in original), original
     assert copy == original
+
+
+def test_restore_polled_ring(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                             tmp_path: Path, record_property: Any) -> None:
+    """An IORING_SETUP_IOPOLL ring on a block device that polls (null_blk, its file
+    registered O_DIRECT): the image has the flag and the device, the copy dumps
+    equal, and its polled reads get what the original wrote, as the resumed
+    original's do."""
+    with polled_nullb("uringcr-iopoll") as dev:
+        owner = owner_of(helpers, owners, "cr_iopoll", str(dev))
+        want = owner.one("ring")
+        image = tmp_path / "image"
+        verified = dump_verify(helpers, ucr, owner, image, record_property)
+        ring = ucr.show(image)["rings"][0]
+        assert ring["setup"]["flags"] == want["flags"] and int(want["flags"]) & 1, ring["setup"]
+        files = ring["files"]["used"]
+        assert [(f["slot"], f["path"]) for f in files] == [(0, str(dev))], files
+        assert files[0]["flags"] & os.O_DIRECT, files[0]
+        assert verified["rings"][0]["nops"] >= 3
+        buf = owner.one("buf")
+        original = results(owner.go(helpers.budget.remaining()))
+        copy = resume(helpers, "cr_iopoll", "resume", str(image), str(buf["addr"]),
+                      label="resume-iopoll")
+    assert any(line.startswith("result read off=16384 ") for line in original), original
+    assert results(copy.output) == original
 
 
 def test_restore_attached_rings(helpers: Helpers, ucr: Uringcr, owners: list[Owner],

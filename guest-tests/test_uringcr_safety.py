@@ -23,7 +23,7 @@ from uringcr_run import (UCR_FAILED, UCR_REFUSED, Owner, Uringcr, proc_state, re
                          record_stats, owner_of, the_ring)
 
 
-REFUSALS = ["iopoll", "attach-wq", "attach-order", "nommap", "eventfd", "pbuf", "pers64", "regtwice",
+REFUSALS = ["attach-wq", "attach-order", "nommap", "eventfd", "pbuf", "pers64", "regtwice",
             "longpath", "socket",
             "pipe", "unlinked", "unmapped", "shared", "shared-two", "pages", "overflow", "skip"]
 

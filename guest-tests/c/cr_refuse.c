@@ -129,8 +129,6 @@ static int setup(const char *kind)
 
 	if (!strcmp(kind, "nommap"))
 		return no_mmap_ring();
-	if (!strcmp(kind, "iopoll"))
-		return ring_init(&ring, &p, 8, 0, IORING_SETUP_IOPOLL, 0);
 	if (!strcmp(kind, "attach-wq")) {
 		/* other runs on ring's SQPOLL thread, and a child holds other */
 		if (ring_init(&ring, &p, 8, 0, IORING_SETUP_SQPOLL, 0))
@@ -279,7 +277,7 @@ static int setup(const char *kind)
 static const char *refusal(const char *kind)
 {
 	static const char *const names[][2] = {
-		{ "iopoll", "iopoll" }, { "attach-wq", "attach-wq" },
+		{ "attach-wq", "attach-wq" },
 		{ "attach-order", "attach-wq" },
 		{ "eventfd", "eventfd" },
 		{ "pbuf", "provided-buffers" },
@@ -322,7 +320,7 @@ int main(int argc, char *argv[])
 	expect("refusal", "name=%s fd=%d", name, ring.ring_fd);
 	if (owner_wait())
 		return t_fail("no go");
-	if (!strcmp(kind, "overflow") || !strcmp(kind, "iopoll") || !strcmp(kind, "nommap"))
+	if (!strcmp(kind, "overflow") || !strcmp(kind, "nommap"))
 		return t_pass();
 	return run_nops(&ring, 2, 1) ? t_fail("NOPs after the dump") : t_pass();
 }

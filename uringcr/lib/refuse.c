@@ -20,9 +20,6 @@ void ucr_refuse_ring(struct dumper *d, const struct ucr_ring *r)
 	int fd = r->fd;
 	uint32_t i;
 
-	if (k->flags & IORING_SETUP_IOPOLL)
-		ucr_refuse(d->rep, "iopoll", fd,
-			   "IORING_SETUP_IOPOLL: polled completions need the same O_DIRECT files on a device that polls; not carried yet");
 	if (k->flags & IORING_SETUP_NO_MMAP)
 		ucr_refuse(d->rep, "no-mmap", fd,
 			   "IORING_SETUP_NO_MMAP: the rings live in application memory that the dump does not map");

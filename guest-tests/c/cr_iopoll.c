@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Description: a polled ring (IORING_SETUP_IOPOLL) on a block device
+ * that completes by polling (DEV: test_uringcr_restore.py makes a
+ * memory-backed null_blk device with a poll queue). Its registered file
+ * is DEV opened O_DIRECT, its registered buffer 16 KiB of anonymous
+ * memory. Before the dump the ring writes pattern 1 at offset 0 and reads
+ * it back, both polled through the fixed file and buffer, and leaves one
+ * NOP's CQE unreaped.
+ *
+ *   cr_iopoll DEV
+ *
+ * The continuation after "go": reap the pending CQE, write pattern 2 at
+ * 16 KiB, read offset 0 and then 16 KiB back into the buffer, printing
+ * each read's CRC32: the device keeps what the original wrote, so the
+ * resumed original and the restored copy print the same lines.
+ *
+ *   cr_iopoll resume DIR ADDR
+ *
+ * restores the ring from image DIR (the buffer at ADDR) into a new process
+ * and runs the same continuation.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "fixed_io.h"
+#include "guest.h"
+#include "owner.h"
+#include "resume.h"
+#include "ring.h"
+
+#define BUF_LEN		(16 * 1024)
+#define PENDING_UD	0x77
+
+/* One polled READ_FIXED or WRITE_FIXED of the whole buffer at @off: its res. */
+static int polled(struct io_uring *ring, bool write, char *buf, off_t off)
+{
+	struct io_uring_sqe *sqe = get_sqe(ring);
+	int res = -EIO;
+
+	if (!sqe)
+		return -EBUSY;
+	if (write)
+		io_uring_prep_write_fixed(sqe, 0, buf, BUF_LEN, off, 0);
+	else
+		io_uring_prep_read_fixed(sqe, 0, buf, BUF_LEN, off, 0);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	sqe->user_data = off + write;
+	if (ring_submit_wait(ring, &res))
+		return -ETIME;
+	return res;
+}
+
+static enum t_exit finish(struct io_uring *ring, char *buf)
+{
+	__u64 ud = 0;
+	int res;
+
+	if (result_cqe(ring, &ud) || ud != PENDING_UD)
+		return t_fail("the pending CQE");
+	fill_pattern(buf, BUF_LEN, 2);
+	res = polled(ring, true, buf, BUF_LEN);
+	result("write off=16384 res=%d", res);
+	if (res != BUF_LEN)
+		return t_fail("the polled write");
+	memset(buf, 0, BUF_LEN);
+	res = polled(ring, false, buf, 0);
+	result("read off=0 res=%d crc=%u", res, crc_of(buf, BUF_LEN));
+	if (res != BUF_LEN)
+		return t_fail("the polled read at 0");
+	res = polled(ring, false, buf, BUF_LEN);
+	result("read off=16384 res=%d crc=%u", res, crc_of(buf, BUF_LEN));
+	if (res != BUF_LEN)
+		return t_fail("the polled read at 16384");
+	result("setup flags=0x%x", ring->flags);
+	return t_pass();
+}
+
+int main(int argc, char *argv[])
+{
+	struct io_uring_params p;
+	struct io_uring ring;
+	struct io_uring_sqe *sqe;
+	struct iovec iov;
+	char *buf;
+	int fd, res;
+
+	t_start("cr_iopoll", argc, argv);
+	if (argc > 3 && !strcmp(argv[1], "resume")) {
+		buf = (char *)strtoul(argv[3], NULL, 0);
+		if (resume_ring(argv[2], 0, &ring))
+			return t_fail("restoring the image");
+		return finish(&ring, buf);
+	}
+	if (argc < 2)
+		return t_fail("usage: cr_iopoll DEV");
+	fd = open(argv[1], O_RDWR | O_DIRECT | O_CLOEXEC);
+	if (fd < 0)
+		return t_fail("opening the device O_DIRECT");
+	buf = mmap(NULL, BUF_LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (buf == MAP_FAILED || ring_init(&ring, &p, 8, 0, IORING_SETUP_IOPOLL, 0))
+		return t_fail("setting up the polled ring");
+	iov = (struct iovec){ buf, BUF_LEN };
+	if (io_uring_register_files(&ring, &fd, 1) || io_uring_register_buffers(&ring, &iov, 1))
+		return t_fail("registering the device and the buffer");
+	close(fd);	/* the ring's slot holds it */
+	fill_pattern(buf, BUF_LEN, 1);
+	if (polled(&ring, true, buf, 0) != BUF_LEN)
+		return t_fail("the polled write before the dump");
+	memset(buf, 0, BUF_LEN);
+	res = polled(&ring, false, buf, 0);
+	if (res != BUF_LEN)
+		return t_fail("the polled read before the dump");
+	sqe = get_sqe(&ring);
+	if (!sqe)
+		return t_fail("no SQE");
+	io_uring_prep_nop(sqe);
+	sqe->user_data = PENDING_UD;
+	/* submitted and completed, but not reaped */
+	if (io_uring_submit_and_wait(&ring, 1) != 1)
+		return t_fail("the pending NOP");
+	expect_ring("iopoll", &ring, &p);
+	expect("buf", "addr=%lu len=%d crc32=%u", (unsigned long)buf, BUF_LEN,
+	       crc_of(buf, BUF_LEN));
+	expect("file", "slot=0 path=%s", argv[1]);
+	if (owner_wait())
+		return t_fail("no go");
+	return finish(&ring, buf);
+}
