@@ -289,6 +289,26 @@ def test_failed_restore_leaves_nothing(helpers: Helpers, ucr: Uringcr, owners: l
     owner.go(helpers.budget.remaining())
 
 
+def test_failed_restore_of_a_later_ring_leaves_nothing(helpers: Helpers, ucr: Uringcr,
+                                                       owners: list[Owner],
+                                                       tmp_path: Path) -> None:
+    """ucr_restore_image() failing at the third ring (an address of its own part of
+    the pool taken) names that ring and step, and leaves nothing of the first two:
+    their rings, and the pool and the unmapped pages they mapped, go too."""
+    owner = owner_of(helpers, owners, "cr_pool")
+    image = tmp_path / "image"
+    ucr.dump(owner, image)
+    table = ",".join(f"{b['ring']}:{b['slot']}:{b['addr']}:{b['len']}"
+                     for b in owner.expect("buf"))
+    finished = resume(helpers, "cr_pool", "resume", str(image), table, "taken",
+                      label="resume-pool-taken")
+    assert "ring 2 (part ring2.txt), reserving the buffers' addresses: buffer slot 0" \
+        in finished.output, finished.describe()
+    left = finished.match(LEFTOVER)
+    assert (int(left.group("fds")), int(left.group("maps"))) == (0, 0), finished.describe()
+    owner.go(helpers.budget.remaining())
+
+
 @pytest.mark.parametrize("kind", ["plain", "sqpoll", "defer"])
 def test_restore_behaviour(kind: str, helpers: Helpers, ucr: Uringcr, owners: list[Owner],
                            tmp_path: Path, record_property: Any) -> None:

@@ -22,11 +22,14 @@
  * through A must come out through C; A's slot 2 must keep H's page, apart
  * from B's slot 2 and what memory shows at that address.
  *
- *   cr_pool resume DIR TABLE
+ *   cr_pool resume DIR TABLE [taken]
  *
  * restores the three rings into a new process (ucr_restore_image()) and
  * runs the same continuation; test_uringcr_restore.py::
- * test_restore_buffers_on_shared_pages compares the two.
+ * test_restore_buffers_on_shared_pages compares the two. With "taken" a
+ * page of C's own part of the pool is mapped first, so that the restore
+ * fails at C, after A and B: it passes if the restore fails (the test
+ * checks that nothing of A and B is left).
  */
 #define _GNU_SOURCE
 #include <string.h>
@@ -138,6 +141,16 @@ int main(int argc, char *argv[])
 	if (argc > 3 && !strcmp(argv[1], "resume")) {
 		if (parse_buf_table(argv[3], &table[0][0], NR_RINGS, NR_SLOTS))
 			return t_fail("the buffer list");
+		if (argc > 4 && !strcmp(argv[4], "taken")) {
+			/* C's own part of the pool is taken: C's restore fails, A's and B's go too */
+			char *at = (char *)table[2][0].iov_base + 24 * KB;
+
+			if (mmap(at, PAGE_SZ, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS |
+				 MAP_FIXED_NOREPLACE, -1, 0) != at)
+				return t_fail("taking C's part of the pool");
+			return resume_rings(argv[2], NR_RINGS, rings) ?
+			       t_pass() : t_fail("restored over a taken address");
+		}
 		if (resume_rings(argv[2], NR_RINGS, rings))
 			return t_fail("restoring the image");
 		return finish(rings);
