@@ -145,11 +145,15 @@ def test_dump_shared_buffers(helpers: Helpers, ucr: Uringcr, owners: list[Owner]
                              tmp_path: Path, record_property: Any) -> None:
     """Buffers shared between three rings (CLONE_BUFFERS, then slot updates) are
     dumped with their references, and one buffer has one id in every ring that
-    holds it; the one nothing maps any more has its contents too."""
+    holds it; the one nothing maps any more has its contents too. Two of the rings
+    share an eventfd, and their images name the same one."""
     owner = owner_of(helpers, owners, "cr_shared")
     got, wanted = dumped_buffers(ucr, owner, tmp_path / "image", record_property)
     for key, want in wanted.items():
         assert got[key]["refs"] == want["refs"], f"ring {key[0]} slot {key[1]}"
+    # A and B registered one eventfd, C its own: the image names the owner's fds
+    evfds = [r["eventfd"]["fd"] for r in ucr.show(tmp_path / "image")["rings"]]
+    assert evfds[0] == evfds[1] != evfds[2], evfds
     # the same buffer object where the program shared it, a different one elsewhere
     by_addr: dict[int, set[int]] = {}
     for buf in got.values():

@@ -125,10 +125,12 @@ def test_restore_shared_buffers(helpers: Helpers, ucr: Uringcr, owners: list[Own
                                 tmp_path: Path, record_property: Any) -> None:
     """Three rings sharing buffers (CLONE_BUFFERS, then slot updates) come back
     sharing them: the copy dumps equal, references included, and a buffer that
-    nothing maps carries data from one ring to another as in the original."""
+    nothing maps carries data from one ring to another as in the original. The
+    eventfd two of them share is one eventfd again: it counts both rings' CQEs."""
     original, copy = rings_restored(helpers, ucr, owners, "cr_shared", tmp_path,
                                     record_property)
     assert any(line.startswith("result slot3 ") for line in original), original
+    assert any(line.startswith("result eventfd ") for line in original), original
     assert copy == original
 
 

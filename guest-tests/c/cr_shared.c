@@ -9,7 +9,8 @@
  *   C clones B, then fills slot 1 with c1
  *   A replaces slot 0 with a0n
  *
- * which leaves A {a0n, -, a2, a3}, B {a0, -, b2, a3}, C {a0, c1, b2, a3}:
+ * A and B register one eventfd, C one of its own. Which
+ * leaves A {a0n, -, a2, a3}, B {a0, -, b2, a3}, C {a0, c1, b2, a3}:
  * a3 has 3 references, a0 and b2 have 2, the rest 1. "expect buf" lines
  * give each ring's buffers with their references and contents' CRC32, in
  * the image's ring order (by fd). test_uringcr.py::test_dump_shared_buffers
@@ -20,16 +21,19 @@
  * pattern is read into slot 3 through A and written out through C (a3 is
  * not mapped: only one buffer object can carry it across), and one into
  * slot 2 through C is written out through B and A (B's b2 shows it, A's a2
- * must not).
+ * must not). Last the eventfds' counts: A's and B's CQEs went to one.
  *
  *   cr_shared resume DIR
  *
  * restores all three rings into a new process (ucr_restore_image(): the
- * clones again) and runs the same continuation;
+ * clones and the shared eventfd again) and runs the same continuation;
  * test_uringcr_restore.py::test_restore_shared_buffers compares them.
  */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -45,6 +49,7 @@
 /* what each ring has at each slot, as the original built it */
 static struct iovec table[NR_RINGS][NR_SLOTS];
 static uint32_t a3_crc;		/* a3's contents, taken before its munmap() */
+static int evfd_ab = -1, evfd_c = -1;
 
 static char *map_anon(size_t len)
 {
@@ -91,6 +96,12 @@ static int build(struct io_uring *rings)
 		return -1;
 	if (ring_clone_buffers(&rings[2], &rings[1]) || update(&rings[2], 1, c1, PAGE_SZ))
 		return -1;
+	evfd_ab = eventfd(0, EFD_CLOEXEC);
+	evfd_c = eventfd(0, EFD_CLOEXEC);
+	if (evfd_ab < 0 || evfd_c < 0 || io_uring_register_eventfd(&rings[0], evfd_ab) ||
+	    io_uring_register_eventfd(&rings[1], evfd_ab) ||
+	    io_uring_register_eventfd(&rings[2], evfd_c))
+		return -1;
 	if (update(&rings[0], 0, a0n, PAGE_SZ))
 		return -1;
 	for (i = 0; i < NR_RINGS; i++)
@@ -102,10 +113,23 @@ static int build(struct io_uring *rings)
 	return 0;
 }
 
+/* what the CQEs since the last read added to the eventfd: -1 on failure */
+static long long evfd_count(int fd)
+{
+	uint64_t v = 0;
+
+	if (fd < 0 || fcntl(fd, F_SETFL, O_NONBLOCK))
+		return -1;
+	if (read(fd, &v, sizeof(v)) != sizeof(v))
+		return errno == EAGAIN ? 0 : -1;
+	return (long long)v;
+}
+
 /* the continuation: the same in the resumed original and the restored copy */
 static enum t_exit finish(struct io_uring *rings)
 {
 	struct iovec *s3 = &table[0][3], *s2 = &table[2][2];
+	long long ab, c;
 	uint32_t crc, in;
 
 	if (out_all(rings, &table[0][0], NR_RINGS, NR_SLOTS))
@@ -124,6 +148,11 @@ static enum t_exit finish(struct io_uring *rings)
 	result("slot2 via_a=%u", crc);
 	if (!crc || crc == in)
 		return t_fail("A's slot 2 is B's buffer");
+	ab = evfd_count(evfd_ab);
+	c = evfd_count(evfd_c);
+	result("eventfd ab=%lld c=%lld", ab, c);
+	if (ab <= 0 || c <= 0)
+		return t_fail("the eventfds' counts");
 	return t_pass();
 }
 
@@ -141,6 +170,8 @@ int main(int argc, char *argv[])
 			return t_fail("the buffer list");
 		if (resume_rings(argv[2], NR_RINGS, rings))
 			return t_fail("restoring the image");
+		evfd_ab = resumed_evfd(0);
+		evfd_c = resumed_evfd(2);
 		return finish(rings);
 	}
 	if (build(rings))

@@ -99,6 +99,13 @@ int resume_ring(const char *dir, unsigned int idx, struct io_uring *ring)
 	return 0;
 }
 
+static int resumed_evfds[8] = { -1, -1, -1, -1, -1, -1, -1, -1 };
+
+int resumed_evfd(unsigned int idx)
+{
+	return idx < 8 ? resumed_evfds[idx] : -1;
+}
+
 int resume_rings(const char *dir, unsigned int nr, struct io_uring *rings)
 {
 	struct ucr_restored r[8];
@@ -107,6 +114,8 @@ int resume_rings(const char *dir, unsigned int nr, struct io_uring *rings)
 
 	if (nr > 8 || restore(dir, 0, true, nr, r))
 		return -1;
+	for (i = 0; i < nr; i++)
+		resumed_evfds[i] = r[i].evfd;
 	for (i = 0; i < nr; i++) {
 		/* a failure here fails the program, whose exit closes the rings */
 		if (ucr_restored_liburing(&r[i], &rings[i], &err)) {

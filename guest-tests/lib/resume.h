@@ -27,6 +27,8 @@ int resume_ring(const char *dir, unsigned int idx, struct io_uring *ring);
  * @rings[i] over ring i (at most 8). One "resume restored" line per ring.
  */
 int resume_rings(const char *dir, unsigned int nr, struct io_uring *rings);
+/* The eventfd resume_rings() registered in ring @idx (a new fd), or -1. */
+int resumed_evfd(unsigned int idx);
 /* This process's open fds and mappings (what a failed restore must not change) */
 int count_fds(void);
 int count_maps(void);

@@ -130,7 +130,12 @@ struct ucr_restored;
 
 struct ucr_restore_opts {
 	enum ucr_mem mem;
-	int evfd;		/* register this eventfd; -1: create one with the count */
+	/*
+	 * Register this eventfd (ucr_restore_image(): in every ring that had
+	 * one); -1: create one with the image's count, one per eventfd of the
+	 * owner (rings that shared one share it again).
+	 */
+	int evfd;
 	uint64_t max_replay;	/* refuse a counter replay of more operations; 0: any */
 	bool progress;		/* progress lines on stderr */
 	/*

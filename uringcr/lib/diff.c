@@ -338,13 +338,36 @@ static void cmp_maps(struct diff *d, const struct ucr_ring *ra, const struct ucr
 	}
 }
 
-/* the eventfd's presence, not its fd number: an fd of the owner */
+/* The first ring of @img with ring @k's eventfd (the same fd of the owner). */
+static int evfd_first(const struct ucr_image *img, unsigned int k)
+{
+	unsigned int j;
+
+	for (j = 0; j < k; j++)
+		if (img->rings[j].evfd == img->rings[k].evfd)
+			return j;
+	return k;
+}
+
+/*
+ * The eventfd's presence and which earlier ring has the same one, not
+ * its fd number: an fd of the owner.
+ */
 static void cmp_eventfd(struct diff *d, const struct ucr_ring *a, const struct ucr_ring *b)
 {
-	if ((a->evfd >= 0) != (b->evfd >= 0))
+	int sa, sb;
+
+	if ((a->evfd >= 0) != (b->evfd >= 0)) {
 		note(d, "eventfd: only in the %s image", a->evfd >= 0 ? "first" : "second");
-	else if (a->evfd >= 0)
-		cmp_fields(d, "eventfd", false, a, b, evfd_fields, N(evfd_fields));
+		return;
+	}
+	if (a->evfd < 0)
+		return;
+	cmp_fields(d, "eventfd", false, a, b, evfd_fields, N(evfd_fields));
+	sa = evfd_first(d->a, d->ring);
+	sb = evfd_first(d->b, d->ring);
+	if (sa != sb)
+		note(d, "eventfd: the one of ring %d != the one of ring %d", sa, sb);
 }
 
 static void cmp_ring(struct diff *d, const struct ucr_ring *a, const struct ucr_ring *b)

@@ -287,7 +287,19 @@ static int settings(struct rst *s)
 	if (r->evfd >= 0) {
 		s->step = k->evfd_async ? "IORING_REGISTER_EVENTFD_ASYNC" : "IORING_REGISTER_EVENTFD";
 		int evfd = s->o->evfd;
+		unsigned int j;
 
+		/* one eventfd for several rings: the earlier ring's, shared again */
+		for (j = 0; evfd < 0 && j < s->idx && j < s->o->nr_peers; j++) {
+			const struct ucr_restored *peer = &s->o->peers[j];
+
+			if (s->img->rings[j].evfd != r->evfd || peer->fd < 0 || peer->evfd < 0)
+				continue;
+			evfd = fcntl(peer->evfd, F_DUPFD_CLOEXEC, 0);
+			if (evfd < 0)
+				return sysfail(s, "dup() of the eventfd it shares");
+			s->out->evfd = evfd;
+		}
 		if (evfd < 0) {
 			if (r->evfd_count > UINT32_MAX)
 				return ucr_errf(s->err, -EINVAL,
