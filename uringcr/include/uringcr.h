@@ -101,6 +101,12 @@ void ucr_image_show(const struct ucr_image *img, FILE *out, bool json);
 
 /* The report of ucr_check()/ucr_dump() for a person or as JSON. */
 void ucr_report_show(const struct ucr_report *rep, FILE *out, bool json);
+/*
+ * @n bytes of @s as a JSON string, quotes included: the escaping the
+ * show functions use (bytes outside printable ASCII as \u00XX), for tools
+ * that print the library's text in their own JSON.
+ */
+void ucr_json_str(FILE *out, const char *s, size_t n);
 
 /*
  * Testing aid (the image fuzzer): recompute the sizes and CRCs in @dir's

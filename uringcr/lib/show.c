@@ -23,11 +23,11 @@ static const struct {
 	{ IORING_SETUP_NO_SQARRAY, "NO_SQARRAY" },
 };
 
-static void json_str(FILE *out, const char *s)
+void ucr_json_str(FILE *out, const char *s, size_t n)
 {
 	fputc('"', out);
-	for (; *s; s++) {
-		unsigned char c = *s;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = s[i];
 
 		if (c == '"' || c == '\\')
 			fprintf(out, "\\%c", c);
@@ -37,6 +37,11 @@ static void json_str(FILE *out, const char *s)
 			fputc(c, out);
 	}
 	fputc('"', out);
+}
+
+static void json_str(FILE *out, const char *s)
+{
+	ucr_json_str(out, s, strlen(s));
 }
 
 static void flag_names(FILE *out, uint32_t flags, bool json)

@@ -25,20 +25,6 @@ static int rm_one(const char *path, const struct stat *st, int type, struct FTW 
 	return remove(path);
 }
 
-static void json_line(FILE *out, const char *s, size_t n)
-{
-	fputc('"', out);
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '"' || s[i] == '\\')
-			fprintf(out, "\\%c", s[i]);
-		else if ((unsigned char)s[i] < 0x20)
-			fprintf(out, "\\u%04x", s[i]);
-		else
-			fputc(s[i], out);
-	}
-	fputc('"', out);
-}
-
 static void report(FILE *out, bool json, const char *dir, const struct ucr_restored *rs,
 		   unsigned int nr, const char *diffs, unsigned int nr_diffs)
 {
@@ -60,7 +46,7 @@ static void report(FILE *out, bool json, const char *dir, const struct ucr_resto
 		return;
 	}
 	fputs("{\"image\":", out);
-	json_line(out, dir, strlen(dir));
+	ucr_json_str(out, dir, strlen(dir));
 	fprintf(out, ",\"equal\":%s,\"rings\":[", nr_diffs ? "false" : "true");
 	for (i = 0; i < nr; i++)
 		fprintf(out, "%s{\"restore_us\":%" PRIu64 ",\"replay_us\":%" PRIu64 ",\"nops\":%" PRIu64 ",\"drops\":%" PRIu64 ",\"msgs\":%" PRIu64 ",\"pers_calls\":%" PRIu64 ",\"bytes_read\":%" PRIu64 ",\"relocated\":%s}",
@@ -75,7 +61,7 @@ static void report(FILE *out, bool json, const char *dir, const struct ucr_resto
 			e = s + strlen(s);
 		if (s != diffs)
 			fputc(',', out);
-		json_line(out, s, e - s);
+		ucr_json_str(out, s, e - s);
 	}
 	fputs("]}\n", out);
 }
