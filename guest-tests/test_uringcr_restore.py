@@ -24,7 +24,7 @@ import pytest
 from helpers import Finished, Helpers
 from hugepages import reserved_hugetlb
 from nullblk import polled_nullb
-from uringcr_run import Owner, Uringcr, owner_of, record_restore, record_stats
+from uringcr_run import UCR_REFUSED, Owner, Uringcr, owner_of, record_restore, record_stats
 
 RESUMED = re.compile(r"^resume restored fd=\d+ new_fds=(?P<fds>\d+) restore_us=(?P<us>\d+) "
                      r".*nops=(?P<nops>\d+)")
@@ -145,29 +145,47 @@ def test_restore_buffers_on_shared_pages(helpers: Helpers, ucr: Uringcr, owners:
     assert copy == original
 
 
-def test_restore_polled_ring(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+@pytest.mark.parametrize("kind", ["plain", "sqpoll"])
+def test_restore_polled_ring(kind: str, helpers: Helpers, ucr: Uringcr, owners: list[Owner],
                              tmp_path: Path, record_property: Any) -> None:
     """An IORING_SETUP_IOPOLL ring on a block device that polls (null_blk, its file
-    registered O_DIRECT): the image has the flag and the device, the copy dumps
-    equal, and its polled reads get what the original wrote, as the resumed
-    original's do."""
+    registered O_DIRECT), polled by the syscalls or, with SQPOLL, by the SQ thread:
+    the image has the flags and the device, the copy dumps equal, and its polled
+    reads get what the original wrote, as the resumed original's do."""
     with polled_nullb("uringcr-iopoll") as dev:
-        owner = owner_of(helpers, owners, "cr_iopoll", str(dev))
+        owner = owner_of(helpers, owners, "cr_iopoll", kind, str(dev))
         want = owner.one("ring")
         image = tmp_path / "image"
         verified = dump_verify(helpers, ucr, owner, image, record_property)
         ring = ucr.show(image)["rings"][0]
         assert ring["setup"]["flags"] == want["flags"] and int(want["flags"]) & 1, ring["setup"]
+        assert ("SQPOLL" in ring["setup"]["flag_names"]) == (kind == "sqpoll"), ring["setup"]
         files = ring["files"]["used"]
         assert [(f["slot"], f["path"]) for f in files] == [(0, str(dev))], files
         assert files[0]["flags"] & os.O_DIRECT, files[0]
         assert verified["rings"][0]["nops"] >= 3
         buf = owner.one("buf")
         original = results(owner.go(helpers.budget.remaining()))
-        copy = resume(helpers, "cr_iopoll", "resume", str(image), str(buf["addr"]),
-                      label="resume-iopoll")
+        copy = resume(helpers, "cr_iopoll", kind, "resume", str(image), str(buf["addr"]),
+                      label=f"resume-iopoll-{kind}")
     assert any(line.startswith("result read off=16384 ") for line in original), original
     assert results(copy.output) == original
+
+
+def test_polled_read_in_flight_is_refused(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                                          tmp_path: Path) -> None:
+    """A polled read that nothing polls (its owner waits elsewhere) stays in flight:
+    the drain waits it out and the dump refuses it by name, writing nothing; the
+    owner's next wait polls it to its end."""
+    with polled_nullb("uringcr-iopoll") as dev:
+        owner = owner_of(helpers, owners, "cr_iopoll", "inflight", str(dev))
+        report = ucr.check(owner, "--drain-timeout", "500", want=UCR_REFUSED)
+        assert [r["name"] for r in report["refusals"]] == ["in-flight"], report
+        assert "1 request still in flight" in report["refusals"][0]["why"], report
+        ucr.dump(owner, tmp_path / "image", "--drain-timeout", "500", want=UCR_REFUSED)
+        assert not (tmp_path / "image").exists()
+        original = results(owner.go(helpers.budget.remaining()))
+    assert original[0] == "result user_data=0x99 res=16384 flags=0x0", original
 
 
 def test_restore_attached_rings(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
