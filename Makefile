@@ -6,8 +6,10 @@
 #   make check    host unit tests only (seconds, no VM)
 #   make negative the negative control: the series with kernel-patches/negative/
 #                 (trylock -> mutex_lock) must make lockdep report, one boot each
+#   make wrap     the restore tests on the series with kernel-patches/wrap/ (rings
+#                 whose counters start near 2^32)
 #   make shell    interactive shell in the guest on the built kernel
-#   make reproduce TEST=<guest test id> [COUNT=<rounds>] [VARIANT=negative]
+#   make reproduce TEST=<guest test id> [COUNT=<rounds>] [VARIANT=negative|wrap]
 #                 boot once, run the test in rounds until the first kernel
 #                 finding (COUNT=0 or unset: until found, MINUTES=30 at most)
 #   make tree     the kernel tree with the series applied, for editing
@@ -32,7 +34,7 @@ KERNEL_ARGS := $(if $(ACCEL),--accel $(ACCEL)) $(if $(FORCE),--force) \
 RUN_ARGS := $(KERNEL_ARGS) $(if $(ONLY),--only $(ONLY))
 
 .PHONY: guest retest guest-stop kept-test
-.PHONY: all setup venv run test check vm-test detectors negative reproduce build shell tree export clean-results series-check checkpatch
+.PHONY: all setup venv run test check vm-test detectors negative wrap reproduce build shell tree export clean-results series-check checkpatch
 
 all: run
 
@@ -86,8 +88,11 @@ detectors: setup
 negative: setup
 	$(HARNESS) run --suites negative $(RUN_ARGS)
 
+wrap: setup
+	$(HARNESS) run --suites wrap $(RUN_ARGS)
+
 reproduce: setup
-	@test -n "$(TEST)" || { echo "usage: make reproduce TEST='test_lock_ordering.py::test_abba_cross_ring_reads[plain]' [COUNT=n] [VARIANT=negative] [MINUTES=m]"; exit 2; }
+	@test -n "$(TEST)" || { echo "usage: make reproduce TEST='test_lock_ordering.py::test_abba_cross_ring_reads[plain]' [COUNT=n] [VARIANT=negative|wrap] [MINUTES=m]"; exit 2; }
 	$(HARNESS) reproduce $(foreach t,$(TEST),'$(t)') --count $(or $(COUNT),0) --max-minutes $(or $(MINUTES),30) \
 	    $(if $(VARIANT),--variant $(VARIANT)) $(KERNEL_ARGS)
 

@@ -1,6 +1,6 @@
 """Root conftest of the guest tests: registers the runner plugin (guest_runner.py).
 
-Three directories are opt-in, collected only when a path inside them is named on
+Four directories are opt-in, collected only when a path inside them is named on
 the command line, so a plain `pytest guest-tests` runs none of them:
 
 * detectors/ provokes kernel crashes on purpose; one file per boot (a run holding
@@ -9,6 +9,8 @@ the command line, so a plain `pytest guest-tests` runs none of them:
 * negative/ is the negative control: it deadlocks the negative-control kernel
   (kernel-patches/negative/) on purpose, one lockdep report per file and boot,
   like detectors/. HARNESS_NEGATIVE=1 opts in for --collect-only.
+* wrap/ needs the wrap test kernel (kernel-patches/wrap/: rings whose counters
+  start near 2^32) and fails on any other; HARNESS_WRAP=1 opts in.
 * selftests/ checks the plugin itself against plain files; it runs on the host,
   where it takes a second (under TCG each child interpreter takes half a minute).
 """
@@ -31,6 +33,7 @@ from uringcr_run import Owner, Uringcr
 HERE = Path(__file__).parent
 DETECTORS_DIR = HERE / "detectors"
 NEGATIVE_DIR = HERE / "negative"
+WRAP_DIR = HERE / "wrap"
 SELFTESTS_DIR = HERE / "selftests"
 
 
@@ -126,7 +129,9 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
         return None
     if collection_path == NEGATIVE_DIR and os.environ.get("HARNESS_NEGATIVE") == "1":
         return None
-    if collection_path in (DETECTORS_DIR, NEGATIVE_DIR, SELFTESTS_DIR):
+    if collection_path == WRAP_DIR and os.environ.get("HARNESS_WRAP") == "1":
+        return None
+    if collection_path in (DETECTORS_DIR, NEGATIVE_DIR, WRAP_DIR, SELFTESTS_DIR):
         return not _named_on_command_line(config, collection_path)
     return None
 

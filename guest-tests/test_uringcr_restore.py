@@ -21,37 +21,11 @@ from typing import Any
 
 import pytest
 
-from helpers import Finished, Helpers
+from helpers import Helpers
 from hugepages import reserved_hugetlb
 from nullblk import polled_nullb
-from uringcr_run import UCR_REFUSED, Owner, Uringcr, owner_of, record_restore, record_stats
-
-RESUMED = re.compile(r"^resume restored fd=\d+ new_fds=(?P<fds>\d+) restore_us=(?P<us>\d+) "
-                     r".*nops=(?P<nops>\d+)")
-
-
-def results(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.startswith("result ")]
-
-
-def resume(helpers: Helpers, name: str, *args: str, label: str) -> Finished:
-    """The scenario's resume mode, in a new process; fails the test unless it passed."""
-    finished = helpers.command(helpers.argv(name, list(args)), label=label)
-    result = finished.result
-    if finished.returncode != 0 or result is None or result.group("ok") != "ok":
-        pytest.fail(f"{name} {' '.join(args)} exited {finished.returncode}\n"
-                    f"{finished.describe()}", pytrace=False)
-    return finished
-
-
-def dump_verify(helpers: Helpers, ucr: Uringcr, owner: Owner, image: Path,
-                record_property: Any) -> dict[str, Any]:
-    _, report = ucr.dump(owner, image)
-    record_stats(record_property, report)
-    verified = ucr.verify(image)
-    record_restore(record_property, verified)
-    return verified
-
+from uringcr_run import (RESUMED, UCR_REFUSED, Owner, Uringcr, dump_verify, owner_of,
+                         record_restore, record_stats, results, resume)
 
 @pytest.mark.parametrize("kind", ["empty", "plain", "big", "sqpoll", "defer"])
 def test_restore_pending(kind: str, helpers: Helpers, ucr: Uringcr, owners: list[Owner],
@@ -132,6 +106,30 @@ def test_restore_shared_buffers(helpers: Helpers, ucr: Uringcr, owners: list[Own
     assert any(line.startswith("result slot3 ") for line in original), original
     assert any(line.startswith("result eventfd ") for line in original), original
     assert copy == original
+
+
+@pytest.mark.parametrize("kind", ["attach", "clone", "pages"])
+def test_restore_in_another_order(kind: str, helpers: Helpers, ucr: Uringcr, owners: list[Owner],
+                                  tmp_path: Path, record_property: Any) -> None:
+    """Rings that only another order than fd order sets up again: an SQPOLL thread's
+    owner after a ring attached to it, a ring that shares buffers with two rings
+    that share nothing, pages one ring registered and unmapped where another's are
+    now. The restore sets them up in an order that works and gives them their fds in
+    the image's order: the copy dumps equal and continues as the original does."""
+    owner = owner_of(helpers, owners, "cr_order", kind)
+    image = tmp_path / "image"
+    verified = dump_verify(helpers, ucr, owner, image, record_property)
+    rings = owner.expect("ring")
+    assert len(verified["rings"]) == len(rings)
+    table = ",".join(f"{b['ring']}:{b['slot']}:{b['addr']}:{b['len']}"
+                     for b in owner.expect("buf"))
+    original = results(owner.go(helpers.budget.remaining()))
+    copy = resume(helpers, "cr_order", kind, "resume", str(image), table or "none",
+                  label=f"resume-{kind}")
+    assert original, "the original printed no result"
+    assert results(copy.output) == original
+    fds = [int(fd) for fd in re.findall(r"^resume restored fd=(\d+)", copy.output, re.M)]
+    assert len(fds) == len(rings) and fds == sorted(fds), f"not in the image's fd order: {fds}"
 
 
 def test_restore_buffers_on_shared_pages(helpers: Helpers, ucr: Uringcr, owners: list[Owner],

@@ -26,6 +26,10 @@ from helpers import EXIT_PASS, KTAP_RESULT, Finished, Helpers, Started
 READY = re.compile(r"^owner ready pid=(\d+)$", re.M)
 EXPECT = re.compile(r"^expect (\S+) (.*)$")
 
+# a scenario's resume mode: the restore's line (resume.c)
+RESUMED = re.compile(r"^resume restored fd=\d+ new_fds=(?P<fds>\d+) restore_us=(?P<us>\d+) "
+                     r".*nops=(?P<nops>\d+)")
+
 # uringcr's exit statuses (src/uringcr.c)
 UCR_OK, UCR_FAILED, UCR_USAGE, UCR_REFUSED = 0, 1, 2, 3
 
@@ -253,6 +257,31 @@ def record_restore(record_property: Any, verified: dict[str, Any]) -> None:
         "msgs": sum(r["msgs"] for r in rings),
         "pers_calls": sum(r["pers_calls"] for r in rings),
     }))
+
+
+def results(text: str) -> list[str]:
+    """The "result" lines a scenario's continuation printed."""
+    return [line for line in text.splitlines() if line.startswith("result ")]
+
+
+def resume(helpers: Helpers, name: str, *args: str, label: str) -> Finished:
+    """A scenario's resume mode, in a new process; fails the test unless it passed."""
+    finished = helpers.command(helpers.argv(name, list(args)), label=label)
+    result = finished.result
+    if finished.returncode != 0 or result is None or result.group("ok") != "ok":
+        pytest.fail(f"{name} {' '.join(args)} exited {finished.returncode}\n"
+                    f"{finished.describe()}", pytrace=False)
+    return finished
+
+
+def dump_verify(helpers: Helpers, ucr: Uringcr, owner: Owner, image: Path,
+                record_property: Any) -> dict[str, Any]:
+    """Dumps the owner into image and verifies it (equality), both recorded."""
+    _, report = ucr.dump(owner, image)
+    record_stats(record_property, report)
+    verified = ucr.verify(image)
+    record_restore(record_property, verified)
+    return verified
 
 
 def fdinfo(pid: int, fd: int) -> dict[str, str]:

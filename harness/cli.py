@@ -276,7 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--suites", choices=list(SUITE_CHOICES), default="main",
                    help="main: the guest tests (one boot); detectors: the detector self-test "
                    "(one boot per detectors/ file); negative: the negative control "
-                   "(kernel-patches/negative/, one boot per expected lockdep report); all: "
+                   "(kernel-patches/negative/, one boot per expected lockdep report); wrap: "
+                   "the restore tests on the wrap test kernel (kernel-patches/wrap/, rings "
+                   "whose counters start near 2^32); all: "
                    "every one (make test)")
     r.add_argument("--only", nargs="*", metavar="ID",
                    help="narrow the main guest suite to these pytest ids, relative to "
@@ -299,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="rounds to run; 0 (default): until the first finding or --max-minutes")
     rp.add_argument("--max-minutes", type=float, default=30.0,
                     help="stop starting rounds after this long (default 30)")
-    rp.add_argument("--variant", choices=["negative"], default=None,
+    rp.add_argument("--variant", choices=["negative", "wrap"], default=None,
                     help="boot the series plus kernel-patches/<variant>/ instead")
     _kernel_and_vm_options(rp)
     rp.set_defaults(func=cmd_run, suites="reproduce", build_only=False)

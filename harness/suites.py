@@ -2,7 +2,9 @@
 
 A suite is one boot's worth of guest tests. `make run` boots the main suite;
 `make test` adds one boot per detectors/ file (an oops or a lockdep report
-disarms the detectors for the rest of a boot) and one per negative/ file.
+disarms the detectors for the rest of a boot), one per negative/ file, and
+one of the wrap test kernel (kernel-patches/wrap/) for wrap/ and the
+restore tests.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from . import protocol
 from .layout import Layout
 from .vm import Deadlines
 
-SUITE_CHOICES = ("main", "detectors", "negative", "all")
+SUITE_CHOICES = ("main", "detectors", "negative", "wrap", "all")
 # Boot to the guest's start marker, per unit of scale.
 BOOT_S = 60.0
 # A whole boot, per unit of scale; reproduce mode has its own budget.
@@ -69,6 +71,20 @@ def negative_suites(layout: Layout) -> list[Suite]:
               variant="negative", repeat=3, repeat_seconds=600.0, stop_round=1))
 
 
+def wrap_suite() -> Suite:
+    """The wrap test kernel (kernel-patches/wrap/: every new ring's counters start
+    near 2^32, where on 6.12 only 2^32 requests take them): wrap/, then every
+    restore scenario again, with counters that cross the wrap."""
+    return Suite(name="wrap", selection=("wrap", "test_uringcr_restore.py"),
+                 env=(("HARNESS_WRAP", "1"),), variant="wrap")
+
+
+def variant_env(variant: str) -> tuple[tuple[str, str], ...]:
+    """What a guest test directory of a variant's needs to be collected
+    (negative/: HARNESS_NEGATIVE=1, wrap/: HARNESS_WRAP=1)."""
+    return ((f"HARNESS_{variant.upper()}", "1"),)
+
+
 def select_suites(layout: Layout, which: str, *, only: tuple[str, ...] = (),
                   stress_env: tuple[tuple[str, str], ...] = (),
                   repeat: int | None = None, repeat_minutes: float = 30.0,
@@ -78,7 +94,7 @@ def select_suites(layout: Layout, which: str, *, only: tuple[str, ...] = (),
     if repeat is not None:
         return [Suite(name="reproduce", selection=only, repeat=repeat,
                       repeat_seconds=60 * repeat_minutes, variant=variant,
-                      env=stress_env + ((("HARNESS_NEGATIVE", "1"),) if variant else ()))]
+                      env=stress_env + (variant_env(variant) if variant else ()))]
     main = replace(MAIN_SUITE, env=MAIN_SUITE.env + stress_env)
     if only:
         main = Suite(name="guest", selection=only, env=stress_env)
@@ -88,8 +104,10 @@ def select_suites(layout: Layout, which: str, *, only: tuple[str, ...] = (),
         return detector_suites(layout)
     if which == "negative":
         return negative_suites(layout)
+    if which == "wrap":
+        return [wrap_suite()]
     if which == "all":
-        return [main, *detector_suites(layout), *negative_suites(layout)]
+        return [main, *detector_suites(layout), *negative_suites(layout), wrap_suite()]
     raise ValueError(f"suite {which!r}: one of {', '.join(SUITE_CHOICES)}")
 
 

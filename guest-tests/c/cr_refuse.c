@@ -136,27 +136,10 @@ static int setup(const char *kind)
 		memset(&p, 0, sizeof(p));
 		p.flags = IORING_SETUP_SQPOLL | IORING_SETUP_ATTACH_WQ;
 		p.wq_fd = ring.ring_fd;
-		return io_uring_queue_init_params(8, &other, &p) ? -1 : to_child(other.ring_fd);
-	}
-	if (!strcmp(kind, "attach-order")) {
-		/*
-		 * ring is attached to other's SQPOLL thread, and other's fd is
-		 * moved above ring's: in fd order the attached ring comes first.
-		 */
-		int moved;
-
-		if (ring_init(&other, &p, 8, 0, IORING_SETUP_SQPOLL, 0))
+		if (io_uring_queue_init_params(8, &other, &p))
 			return -1;
-		memset(&p, 0, sizeof(p));
-		p.flags = IORING_SETUP_SQPOLL | IORING_SETUP_ATTACH_WQ;
-		p.wq_fd = other.ring_fd;
-		if (io_uring_queue_init_params(8, &ring, &p))
-			return -1;
-		moved = fcntl(other.ring_fd, F_DUPFD_CLOEXEC, 100);
-		if (moved < 0 || close(other.ring_fd))
-			return -1;
-		other.ring_fd = other.enter_ring_fd = moved;
-		return 0;
+		ring_sync(&other);
+		return to_child(other.ring_fd);
 	}
 	if (ring_init(&ring, &p, 8, 8, 0, 0))
 		return -1;
@@ -215,40 +198,53 @@ static int setup(const char *kind)
 	if (!strcmp(kind, "shared"))
 		return one_buffer(&ring) || ring_init(&other, &p, 8, 0, 0, 0) ||
 		       ring_clone_buffers(&other, &ring) ? -1 : to_child(other.ring_fd);
-	if (!strcmp(kind, "shared-two")) {
+	if (!strcmp(kind, "shared-three")) {
 		/*
-		 * ring {x, y}; other clones it and takes b1 for slot 1; third
-		 * clones other ({x, b1}); other takes b0 for slot 0. third now
-		 * shares x with ring only and b1 with other only: no one table
-		 * to clone it from.
+		 * ring {x, y, z}, cloned by other and by third; then ring takes
+		 * r0 for slot 0, other o1 for slot 1, third t2 for slot 2. Each
+		 * two rings share one buffer the third lacks: whichever ring
+		 * comes last would have to clone from both others (cr_order.c's
+		 * clone kind shares with two rings in a way one order rebuilds).
 		 */
-		struct iovec two[2] = { { mem, PAGE_SZ }, { mem + PAGE_SZ, PAGE_SZ } };
-		struct iovec b0 = { mem + 2 * PAGE_SZ, PAGE_SZ }, b1 = { mem + 3 * PAGE_SZ, PAGE_SZ };
+		struct iovec three[3] = {
+			{ mem, PAGE_SZ }, { mem + PAGE_SZ, PAGE_SZ }, { mem + 2 * PAGE_SZ, PAGE_SZ },
+		};
+		struct iovec r0 = { mem + 3 * PAGE_SZ, PAGE_SZ }, o1 = r0, t2 = r0;
 		__u64 tag = 0;
 
-		if (io_uring_register_buffers(&ring, two, 2) ||
-		    ring_init(&other, &p, 8, 0, 0, 0) || ring_init(&third, &p, 8, 0, 0, 0) ||
-		    ring_clone_buffers(&other, &ring) ||
-		    io_uring_register_buffers_update_tag(&other, 1, &b1, &tag, 1) != 1 ||
-		    ring_clone_buffers(&third, &other))
-			return -1;
-		return io_uring_register_buffers_update_tag(&other, 0, &b0, &tag, 1) == 1 ? 0 : -1;
+		return io_uring_register_buffers(&ring, three, 3) ||
+		       ring_init(&other, &p, 8, 0, 0, 0) || ring_init(&third, &p, 8, 0, 0, 0) ||
+		       ring_clone_buffers(&other, &ring) || ring_clone_buffers(&third, &ring) ||
+		       io_uring_register_buffers_update_tag(&ring, 0, &r0, &tag, 1) != 1 ||
+		       io_uring_register_buffers_update_tag(&other, 1, &o1, &tag, 1) != 1 ||
+		       io_uring_register_buffers_update_tag(&third, 2, &t2, &tag, 1) != 1 ? -1 : 0;
 	}
 	if (!strcmp(kind, "pages")) {
 		/*
-		 * other registers page x, which then goes, and a new page
-		 * mapped at x is ring's: ring comes first in fd order and maps
-		 * x, where other's old page would have to be mapped too.
+		 * ring {x1, y0}, other {x0, y1}: x0 and y0 went and x1 and y1
+		 * were mapped at their addresses. Whichever ring comes first
+		 * maps its new page where the other ring's old one would have
+		 * to be mapped after it (cr_order.c's pages kind is one way
+		 * round only, and restores).
 		 */
-		struct iovec x = { mem, PAGE_SZ };
+		struct iovec x = { mem, PAGE_SZ }, y = { mem + PAGE_SZ, PAGE_SZ };
+		__u64 tag = 0;
+		int i;
 
 		if (ring_init(&other, &p, 8, 0, 0, 0) ||
-		    io_uring_register_buffers(&other, &x, 1) || munmap(mem, PAGE_SZ) ||
-		    mmap(mem, PAGE_SZ, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != mem)
+		    io_uring_register_buffers_sparse(&ring, 2) ||
+		    io_uring_register_buffers_sparse(&other, 2) ||
+		    io_uring_register_buffers_update_tag(&other, 0, &x, &tag, 1) != 1 ||
+		    io_uring_register_buffers_update_tag(&ring, 1, &y, &tag, 1) != 1)
 			return -1;
-		memset(mem, 0x5a, PAGE_SZ);
-		return io_uring_register_buffers(&ring, &x, 1);
+		for (i = 0; i < 2; i++)
+			if (munmap(mem + i * PAGE_SZ, PAGE_SZ) ||
+			    mmap(mem + i * PAGE_SZ, PAGE_SZ, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != mem + i * PAGE_SZ)
+				return -1;
+		memset(mem, 0x5a, 2 * PAGE_SZ);
+		return io_uring_register_buffers_update_tag(&ring, 0, &x, &tag, 1) != 1 ||
+		       io_uring_register_buffers_update_tag(&other, 1, &y, &tag, 1) != 1 ? -1 : 0;
 	}
 	if (!strcmp(kind, "skip")) {
 		/* one NOP with IOSQE_CQE_SKIP_SUCCESS: drain_disabled for good */
@@ -278,12 +274,11 @@ static const char *refusal(const char *kind)
 {
 	static const char *const names[][2] = {
 		{ "attach-wq", "attach-wq" },
-		{ "attach-order", "attach-wq" },
 		{ "eventfd", "eventfd" },
 		{ "pbuf", "provided-buffers" },
 		{ "socket", "file-unopenable" }, { "pipe", "file-unopenable" },
 		{ "unlinked", "file-unlinked" }, { "unmapped", "buffer-unmapped" },
-		{ "shared", "buffer-shared" }, { "shared-two", "buffer-shared" },
+		{ "shared", "buffer-shared" }, { "shared-three", "buffer-shared" },
 		{ "pages", "buffer-pages" },
 		{ "overflow", "cq-overflow" },
 		{ "skip", "cqe-skip" },

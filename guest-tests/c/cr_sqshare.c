@@ -20,7 +20,6 @@
  * the same continuation;
  * test_uringcr_restore.py::test_restore_attached_rings compares them.
  */
-#include <dirent.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -30,33 +29,6 @@
 
 #define NR_RINGS	4
 
-/* the SQ threads of this process, by their name */
-static int sq_threads(void)
-{
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d))) {
-		char path[300], comm[32] = "";
-		FILE *f;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		f = fopen(path, "re");
-		if (!f)
-			continue;
-		if (fgets(comm, sizeof(comm), f) && !strncmp(comm, "iou-sqp-", 8))
-			n++;
-		fclose(f);
-	}
-	closedir(d);
-	return n;
-}
-
 static int attached(struct io_uring *ring, struct io_uring *to, unsigned int flags,
 		    unsigned int idle_ms)
 {
@@ -65,7 +37,10 @@ static int attached(struct io_uring *ring, struct io_uring *to, unsigned int fla
 		.sq_thread_idle = idle_ms,
 	};
 
-	return io_uring_queue_init_params(8, ring, &p);
+	if (io_uring_queue_init_params(8, ring, &p))
+		return -1;
+	ring_sync(ring);
+	return 0;
 }
 
 static enum t_exit finish(struct io_uring *rings)
@@ -79,7 +54,7 @@ static enum t_exit finish(struct io_uring *rings)
 		if (ret)
 			return t_fail("NOPs");
 	}
-	n = sq_threads();
+	n = ring_sq_threads();
 	result("sq_threads=%d", n);
 	return n == 2 ? t_pass() : t_fail("not one SQ thread for A and B, one for D");
 }
@@ -116,7 +91,7 @@ int main(int argc, char *argv[])
 	       rings[2].flags, 0);
 	expect("ring", "fd=%d flags=%u idle_ms=%d sq_share=3", rings[3].ring_fd,
 	       rings[3].flags, 40);
-	expect("threads", "sq=%d", sq_threads());
+	expect("threads", "sq=%d", ring_sq_threads());
 	if (owner_wait())
 		return t_fail("no go");
 	return finish(rings);

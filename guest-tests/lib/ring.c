@@ -2,7 +2,9 @@
 /*
  * Ring set-up and bounded waits (ring.h).
  */
+#include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -28,7 +30,15 @@ int ring_init(struct io_uring *ring, struct io_uring_params *p,
 	ret = io_uring_queue_init_params(entries, ring, p);
 	if (ret)
 		t_diag("io_uring_queue_init_params: %s", strerror(-ret));
+	else
+		ring_sync(ring);
 	return ret;
+}
+
+void ring_sync(struct io_uring *ring)
+{
+	ring->sq.sqe_head = *ring->sq.ktail;
+	ring->sq.sqe_tail = *ring->sq.ktail;
 }
 
 #ifndef IORING_REGISTER_CLONE_BUFFERS
@@ -119,4 +129,30 @@ int ring_submit_wait(struct io_uring *ring, int *res)
 	*res = cqe->res;
 	io_uring_cqe_seen(ring, cqe);
 	return 0;
+}
+
+int ring_sq_threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		char path[300], comm[32] = "";
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		if (fgets(comm, sizeof(comm), f) && !strncmp(comm, "iou-sqp-", 8))
+			n++;
+		fclose(f);
+	}
+	closedir(d);
+	return n;
 }

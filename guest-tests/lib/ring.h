@@ -21,6 +21,15 @@ int ring_init(struct io_uring *ring, struct io_uring_params *p,
 	      unsigned int entries, unsigned int cq_entries,
 	      unsigned int flags, unsigned int sq_idle_ms);
 
+/*
+ * liburing 2.3 counts a new ring's SQEs from 0; the kernel counts from the
+ * ring's SQ tail. Both are 0 on 6.12, not on the wrap test kernel
+ * (kernel-patches/wrap/), whose rings start near 2^32: this makes
+ * liburing count from the tail. ring_init() calls it; call it after any
+ * other io_uring_queue_init*().
+ */
+void ring_sync(struct io_uring *ring);
+
 /* ring_init() of a plain or SQPOLL ring (SQ thread idle after 20 ms) */
 int ring_setup(struct io_uring *ring, unsigned int entries, bool sqpoll);
 
@@ -48,4 +57,7 @@ int ring_submit_wait(struct io_uring *ring, int *res);
  * whole buffer table into @dst, which has none. 0 or -errno.
  */
 int ring_clone_buffers(struct io_uring *dst, struct io_uring *src);
+/* The SQPOLL threads of this process (tasks named "iou-sqp-*"), or -1. */
+int ring_sq_threads(void);
+
 #endif /* GUEST_RING_H */

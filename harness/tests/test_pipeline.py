@@ -226,7 +226,8 @@ def test_dry_run_plans_every_stage_and_touches_nothing(fakes) -> None:  # type: 
     assert sorted(fakes.tmp.rglob("*")) == before and not results.exists()
     for stage in ("source:", "patches: git am", "config:", "build: make -C", "guest-build: make",
                   "build:negative:", "accel: TCG (forced)", "boot:guest:", "boot:detectors-fatal:",
-                  "boot:negative-self-read:", "--disable-kvm", "report:"):
+                  "boot:negative-self-read:", "build:wrap:", "boot:wrap:", "--disable-kvm",
+                  "report:"):
         assert stage in plan, stage
     assert "each test its budget + grace" in plan
 

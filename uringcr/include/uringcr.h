@@ -147,7 +147,9 @@ struct ucr_restore_opts {
 	/*
 	 * The image's rings this process restored before, indexed as in the
 	 * image: a ring that shares buffers with one of them (CLONE_BUFFERS)
-	 * clones them from it. ucr_restore_image() fills these in.
+	 * clones them from it. ucr_restore_image() fills these in. Ring by
+	 * ring, the rings come in the image's order; sharing that needs
+	 * another order restores with ucr_restore_image() only.
 	 */
 	const struct ucr_restored *peers;
 	unsigned int nr_peers;
@@ -184,8 +186,12 @@ int ucr_restore_ring(const struct ucr_image *img, unsigned int idx,
 		     const struct ucr_restore_opts *o, struct ucr_restored *out,
 		     struct ucr_err *err);
 /*
- * Every ring of the image, in its order, into @out (ucr_image_nr_rings()
- * of them), with the buffers they share shared again. All or nothing.
+ * Every ring of the image into @out (ucr_image_nr_rings() of them, in the
+ * image's order), with the buffers and SQPOLL threads they share shared
+ * again. The rings are set up in the first order that allows it (a
+ * thread's first ring before those attached to it, a ring that clones
+ * buffers after the rings it clones them from), then given their fds in
+ * the image's order. All or nothing.
  */
 int ucr_restore_image(const struct ucr_image *img, const struct ucr_restore_opts *o,
 		      struct ucr_restored *out, struct ucr_err *err);

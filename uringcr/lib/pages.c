@@ -368,6 +368,27 @@ int ucr_pages_commit(struct ucr_pages *pg, unsigned int k, const struct region *
 	return 0;
 }
 
+int ucr_pages_ring(struct ucr_pages *pg, unsigned int k, bool existing,
+		   const char **refused, char *why, size_t size)
+{
+	struct region *own = NULL;
+	struct ucr_share sh;
+	unsigned int n = 0;
+	int ret;
+
+	*refused = "buffer-shared";
+	ret = ucr_share_plan(pg->rings, pg->nr_rings, k, &sh, why, size);
+	if (!ret) {
+		*refused = "buffer-pages";
+		ret = ucr_pages_plan(pg, k, sh.cloned, existing, &own, &n, why, size);
+	}
+	if (!ret)
+		ret = ucr_pages_commit(pg, k, own, n);
+	free(own);
+	ucr_share_free(&sh);
+	return ret;
+}
+
 void ucr_pages_free(struct ucr_pages *pg)
 {
 	free(pg->mapped);

@@ -55,6 +55,16 @@ int ucr_pages_plan(const struct ucr_pages *pg, unsigned int k, const bool *clone
 /* Ring @k done: its regions join what is mapped; what it unmapped leaves. */
 int ucr_pages_commit(struct ucr_pages *pg, unsigned int k, const struct region *own,
 		     unsigned int nr_own);
+/*
+ * Ring @k planned as its restore plans it, all steps: the buffers its
+ * clone brings (share.c), its regions, committed. For what the rings
+ * restored before it mapped, without restoring anything (the dump's
+ * refusals, a restore of one ring whose peers are restored already).
+ * 0, -ENOMEM, or -EOPNOTSUPP with the sentence in @why and the step that
+ * refused in *@refused: "buffer-shared" or "buffer-pages".
+ */
+int ucr_pages_ring(struct ucr_pages *pg, unsigned int k, bool existing,
+		   const char **refused, char *why, size_t size);
 void ucr_pages_free(struct ucr_pages *pg);
 
 #endif /* UCR_PAGES_H */

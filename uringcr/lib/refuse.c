@@ -6,12 +6,14 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "uapi.h"
 
 #include "dumper.h"
+#include "order.h"
 #include "pages.h"
 
 void ucr_refuse_ring(struct dumper *d, const struct ucr_ring *r)
@@ -77,13 +79,28 @@ void ucr_refuse_ring(struct dumper *d, const struct ucr_ring *r)
 	}
 }
 
+/* What the refusals say of the orders order.c tried (its return value). */
+static const char *other_orders(unsigned int nr, int found)
+{
+	static char beyond[96];
+
+	if (nr < 2)
+		return "there is no other order";
+	if (found == -E2BIG) {
+		snprintf(beyond, sizeof(beyond),
+			 "other orders were tried only up to %d rings and %llu buffers planned",
+			 UCR_ORDER_MAX, (unsigned long long)UCR_ORDER_WORK);
+		return beyond;
+	}
+	return "no other order of the image's rings restores it either";
+}
+
 /*
  * An SQPOLL thread shared (IORING_SETUP_ATTACH_WQ) with a ring outside the
- * image, or owned by a ring that comes after one attached to it: the
- * restore sets the rings up in the image's order, each attaching to the
- * first ring of the image on its thread.
+ * image; when @found says no order of the rings restores them (order.c),
+ * also one owned by a ring that comes after one attached to it.
  */
-static void refuse_sq_thread(struct dumper *d, unsigned int k)
+static void refuse_sq_thread(struct dumper *d, unsigned int k, int found)
 {
 	const struct ucr_ring *rings = d->img.rings, *r = &rings[k];
 	unsigned int j, n = 0;
@@ -96,13 +113,13 @@ static void refuse_sq_thread(struct dumper *d, unsigned int k)
 		ucr_refuse(d->rep, "attach-wq", r->fd,
 			   "the ring's SQPOLL thread serves %u rings and %u of them are rings of the image: the others are outside it (a ring whose fd went to another process, a ring left out by --fd); dump the rings that share it together",
 			   r->k.sqd_refs, n);
-	if (!(r->k.flags & IORING_SETUP_ATTACH_WQ))
+	if (!found || !(r->k.flags & IORING_SETUP_ATTACH_WQ))
 		return;
 	for (j = k + 1; j < d->img.nr_rings; j++)
 		if (rings[j].sq_share == (int)k && !(rings[j].k.flags & IORING_SETUP_ATTACH_WQ))
 			ucr_refuse(d->rep, "attach-wq", r->fd,
-				   "the ring is attached (IORING_SETUP_ATTACH_WQ) to the SQPOLL thread of ring fd %d, which comes after it in fd order: a restore in that order cannot attach it to a ring not set up yet",
-				   rings[j].fd);
+				   "the ring is attached (IORING_SETUP_ATTACH_WQ) to the SQPOLL thread of ring fd %d, which comes after it in fd order: a restore in that order cannot attach it to a ring not set up yet, and %s",
+				   rings[j].fd, other_orders(d->img.nr_rings, found));
 }
 
 /*
@@ -112,32 +129,32 @@ static void refuse_sq_thread(struct dumper *d, unsigned int k)
  */
 int ucr_refuse_shared(struct dumper *d)
 {
+	unsigned int k, nr = d->img.nr_rings, *order = calloc(nr + 1, sizeof(*order));
 	char why[sizeof(d->rep->refusals[0].why)];
 	struct ucr_pages pg;
-	unsigned int k;
-	int ret = 0;
+	int ret, found;
 
-	for (k = 0; k < d->img.nr_rings; k++)
-		refuse_sq_thread(d, k);
-	ucr_pages_init(&pg, d->img.rings, d->img.nr_rings, true);
-	for (k = 0; k < d->img.nr_rings && ret != -ENOMEM; k++) {
-		struct region *own = NULL;
-		struct ucr_share sh;
-		unsigned int n = 0;
+	if (!order)
+		return ucr_errf(d->err, -ENOMEM, "out of memory");
+	/* the restore's own search: any order that works is the restore's */
+	found = ucr_order_find(d->img.rings, nr, false, order);
+	free(order);
+	if (found == -ENOMEM)
+		return ucr_errf(d->err, found, "out of memory");
+	for (k = 0; k < nr; k++)
+		refuse_sq_thread(d, k, found);
+	if (!found)
+		return 0;
+	/* none does: the image's order says what fails, ring by ring */
+	ucr_pages_init(&pg, d->img.rings, nr, true);
+	for (k = 0, ret = 0; k < nr && ret != -ENOMEM; k++) {
+		const char *refused;
 
-		ret = ucr_share_plan(d->img.rings, d->img.nr_rings, k, &sh, why, sizeof(why));
-		if (ret == -EOPNOTSUPP)
-			ucr_refuse(d->rep, "buffer-shared", d->img.rings[k].fd, "%s", why);
-		if (!ret) {
-			ret = ucr_pages_plan(&pg, k, sh.cloned, false, &own, &n, why, sizeof(why));
-			if (ret == -EOPNOTSUPP)
-				ucr_refuse(d->rep, "buffer-pages", d->img.rings[k].fd, "%s", why);
-		}
 		/* a refused ring's memory is left out of the plan of the later ones */
-		if (!ret)
-			ret = ucr_pages_commit(&pg, k, own, n);
-		free(own);
-		ucr_share_free(&sh);
+		ret = ucr_pages_ring(&pg, k, false, &refused, why, sizeof(why));
+		if (ret == -EOPNOTSUPP)
+			ucr_refuse(d->rep, refused, d->img.rings[k].fd, "%s; %s", why,
+				   other_orders(nr, found));
 	}
 	ucr_pages_free(&pg);
 	return ret == -ENOMEM ? ucr_errf(d->err, ret, "out of memory") : 0;

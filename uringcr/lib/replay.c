@@ -3,7 +3,8 @@
  * The counter replay (README.md, "Restore", counters). No 6.12 UAPI sets
  * a ring's kernel-owned counters: a new ring starts with cached_sq_head
  * and cached_cq_tail at 0. They are moved to the image's values by doing
- * what moved them, cheapest first:
+ * what moved them, cheapest first (counters.c plans it, from wherever
+ * the new ring's counters start):
  *
  *   NOP                  SQ head +1, CQ tail +1
  *   dropped SQ entry     SQ head +1 (an SQ array index >= sq_entries;
@@ -27,23 +28,6 @@
 #include <sys/mman.h>
 
 #include "restore.h"
-
-void ucr_replay_plan(uint32_t sq_head, uint32_t cq_tail, uint64_t *nops,
-		     uint64_t *drops, uint64_t *msgs)
-{
-	/* the counters are modular: take the short way round */
-	int32_t extra = (int32_t)(cq_tail - sq_head);
-
-	if (extra >= 0) {
-		*nops = sq_head;
-		*drops = 0;
-		*msgs = (uint32_t)extra;
-	} else {
-		*nops = cq_tail;
-		*drops = (uint32_t)-extra;
-		*msgs = 0;
-	}
-}
 
 static uint32_t load(const uint32_t *p)
 {
@@ -215,7 +199,8 @@ int ucr_replay(struct ucr_work *w, const struct ucr_ring *r,
 	uint64_t n_nops, n_drops, n_msgs, t0 = ucr_now_us();
 	int ret;
 
-	ucr_replay_plan(r->k.cached_sq_head, r->k.cached_cq_tail, &n_nops, &n_drops, &n_msgs);
+	ucr_replay_plan(load(w->sq_head), load(w->cq_tail), r->k.cached_sq_head,
+			r->k.cached_cq_tail, &n_nops, &n_drops, &n_msgs);
 	ret = nops(w, n_nops, verbose, err);
 	if (!ret)
 		ret = drops(w, n_drops, err);

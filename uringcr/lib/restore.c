@@ -36,6 +36,7 @@
 #include <time.h>
 
 #include "creds.h"
+#include "order.h"
 #include "restore.h"
 
 void ucr_restore_opts_default(struct ucr_restore_opts *o)
@@ -453,7 +454,9 @@ static int run(struct rst *s)
 	int ret;
 
 	s->step = "checking the image";
-	ucr_replay_plan(r->k.cached_sq_head, r->k.cached_cq_tail, &n_nops, &n_drops, &n_msgs);
+	/* from a new 6.12 ring's counters; replay.c plans again from the ring's own */
+	ucr_replay_plan(0, 0, r->k.cached_sq_head, r->k.cached_cq_tail, &n_nops, &n_drops,
+			&n_msgs);
 	if (n_drops && (r->k.flags & IORING_SETUP_NO_SQARRAY))
 		return ucr_errf(s->err, -EOPNOTSUPP,
 				"the SQ head is %" PRIu64 " past the CQ tail, and a ring without an SQ array (IORING_SETUP_NO_SQARRAY) cannot move its SQ head alone without IOSQE_CQE_SKIP_SUCCESS, which would disable IOSQE_IO_DRAIN for good",
@@ -534,21 +537,20 @@ static void undo(struct rst *s)
 
 /*
  * Ring @idx, after the rings of the image whose memory @pg holds: on
- * success its memory joins @pg, on failure what it mapped goes.
+ * success its memory joins @pg, on failure what it mapped goes. @part:
+ * its index in the image as written (the messages name it).
  */
-static int restore_one(const struct ucr_image *img, unsigned int idx,
+static int restore_one(const struct ucr_image *img, unsigned int idx, unsigned int part,
 		       const struct ucr_restore_opts *o, struct ucr_restored *out,
 		       struct ucr_pages *pg, struct ucr_err *err)
 {
 	struct rst s = {
-		.img = img, .idx = idx, .o = o, .out = out, .err = err, .pg = pg,
+		.img = img, .idx = idx, .part = part, .o = o, .out = out, .err = err, .pg = pg,
 		.w = { .fd = -1 }, .step = "checking the image",
 	};
 	uint64_t t0 = ucr_now_us();
 	int ret;
 
-	memset(out, 0, sizeof(*out));
-	out->fd = out->evfd = -1;
 	err->code = 0;
 	err->msg[0] = '\0';
 	if (idx >= img->nr_rings)
@@ -564,13 +566,23 @@ static int restore_one(const struct ucr_image *img, unsigned int idx,
 
 		snprintf(why, sizeof(why), "%s", err->msg);
 		undo(&s);
-		ucr_errf(err, ret, "image %s, ring %u (part ring%u.txt), %s: %s", img->dir, idx,
-			 idx, s.step, why);
+		ucr_errf(err, ret, "image %s, ring %u (part ring%u.txt), %s: %s", img->dir, part,
+			 part, s.step, why);
 	}
 	free(s.reg);
 	ucr_share_free(&s.sh);
 	out->stats.restore_us = ucr_now_us() - t0;
 	return ret;
+}
+
+/* Nothing restored yet: what the caller gets back on any failure. */
+static void clear_restored(struct ucr_restored *out, unsigned int nr)
+{
+	unsigned int i;
+
+	memset(out, 0, nr * sizeof(*out));
+	for (i = 0; i < nr; i++)
+		out[i].fd = out[i].evfd = -1;
 }
 
 /*
@@ -583,28 +595,21 @@ static int peers_pages(const struct ucr_image *img, unsigned int idx,
 {
 	unsigned int j;
 
+	char why[sizeof(err->msg)];
+
 	for (j = 0; j < idx && j < o->nr_peers && j < img->nr_rings; j++) {
-		struct region *own = NULL;
-		struct ucr_share sh;
-		unsigned int n = 0;
+		const char *refused;
 		int ret;
 
 		if (o->peers[j].fd < 0)
 			continue;
-		ret = ucr_share_plan(img->rings, img->nr_rings, j, &sh, err->msg,
-				     sizeof(err->msg));
-		if (!ret)
-			ret = ucr_pages_plan(pg, j, sh.cloned, o->mem == UCR_MEM_EXISTING, &own,
-					     &n, err->msg, sizeof(err->msg));
-		if (!ret)
-			ret = ucr_pages_commit(pg, j, own, n);
-		free(own);
-		ucr_share_free(&sh);
+		ret = ucr_pages_ring(pg, j, o->mem == UCR_MEM_EXISTING, &refused, why,
+				     sizeof(why));
 		if (ret == -ENOMEM)
 			return ucr_errf(err, ret, "out of memory");
 		if (ret)
 			return ucr_errf(err, ret, "image %s, ring %u, which opts.peers says was restored: %s",
-					img->dir, j, err->msg);
+					img->dir, j, why);
 	}
 	return 0;
 }
@@ -617,41 +622,109 @@ int ucr_restore_ring(const struct ucr_image *img, unsigned int idx,
 	int ret;
 
 	ucr_pages_init(&pg, img->rings, img->nr_rings, false);
-	memset(out, 0, sizeof(*out));
-	out->fd = out->evfd = -1;
+	clear_restored(out, 1);
 	ret = peers_pages(img, idx, o, &pg, err);
 	if (!ret)
-		ret = restore_one(img, idx, o, out, &pg, err);
+		ret = restore_one(img, idx, idx, o, out, &pg, err);
 	ucr_pages_free(&pg);	/* the peers' memory is theirs, ours the caller's */
 	return ret;
+}
+
+/*
+ * After a restore in another order than the image's (order.c): the rings'
+ * fds in the image's order again, the i-th ring of the image on the i-th
+ * lowest of them, as the owner had them (a dump lists rings by fd).
+ */
+static int renumber(struct ucr_restored *out, unsigned int nr, struct ucr_err *err)
+{
+	unsigned int i, j;
+
+	for (i = 0; i < nr; i++) {
+		unsigned int low = i;
+		int tmp, fd;
+
+		for (j = i + 1; j < nr; j++)
+			if (out[j].fd < out[low].fd)
+				low = j;
+		if (low == i)
+			continue;
+		/* ring i takes ring low's number and ring low ring i's */
+		tmp = fcntl(out[i].fd, F_DUPFD_CLOEXEC, 0);
+		if (tmp < 0 || dup3(out[low].fd, out[i].fd, O_CLOEXEC) < 0 ||
+		    dup3(tmp, out[low].fd, O_CLOEXEC) < 0) {
+			ucr_errf(err, -errno, "giving the restored rings their fds in the image's order: %s",
+				 strerror(errno));
+			if (tmp >= 0)
+				close(tmp);
+			return err->code;
+		}
+		close(tmp);
+		fd = out[i].fd;
+		out[i].fd = out[low].fd;
+		out[low].fd = fd;
+	}
+	return 0;
 }
 
 int ucr_restore_image(const struct ucr_image *img, const struct ucr_restore_opts *o,
 		      struct ucr_restored *out, struct ucr_err *err)
 {
+	unsigned int i, done = 0, nr = img->nr_rings, *order = calloc(nr + 1, sizeof(*order));
+	struct ucr_ring *rings = calloc(nr + 1, sizeof(*rings));
+	struct ucr_restored *in_order = calloc(nr + 1, sizeof(*in_order));
 	struct ucr_restore_opts ro = *o;
+	struct ucr_image *pimg = malloc(sizeof(*pimg));
 	struct ucr_pages pg;
-	unsigned int i, done;
-	int ret = 0;
+	int ret = -ENOMEM;
 
-	ucr_pages_init(&pg, img->rings, img->nr_rings, true);
-	for (done = 0; done < img->nr_rings; done++) {
-		ro.peers = out;
+	clear_restored(out, nr);
+	ucr_pages_init(&pg, NULL, 0, true);
+	if (!order || !rings || !in_order || !pimg)
+		goto out;
+	ret = ucr_order_find(img->rings, nr, o->mem == UCR_MEM_EXISTING, order);
+	if (ret == -ENOMEM)
+		goto out;
+	/* -EOPNOTSUPP, -E2BIG: the image's order, whose plans say what fails where */
+	ucr_order_apply(img->rings, nr, order, rings);
+	*pimg = *img;
+	pimg->rings = rings;
+	ucr_pages_init(&pg, rings, nr, true);
+	clear_restored(in_order, nr);
+	for (ret = 0; done < nr && !ret; done++) {
+		ro.peers = in_order;
 		ro.nr_peers = done;
-		ret = restore_one(img, done, &ro, &out[done], &pg, err);
-		if (ret)
-			break;
+		ret = restore_one(pimg, done, order[done], &ro, &in_order[done], &pg, err);
 	}
 	if (ret) {
-		/* the earlier rings, and the memory they mapped or kept for later rings */
-		for (i = 0; i < done; i++)
+		done--;		/* the failed one undid itself */
+		goto out;
+	}
+	for (i = 0; i < nr; i++)
+		out[order[i]] = in_order[i];
+	ret = renumber(out, nr, err);
+	if (ret) {
+		for (i = 0; i < nr; i++)
 			ucr_restored_close(&out[i]);
+		clear_restored(out, nr);
+		done = 0;	/* in_order's fds were out's */
+	}
+out:
+	if (ret) {
+		/* the earlier rings, and the memory they mapped or kept for later rings */
+		for (i = 0; in_order && i < done; i++)
+			ucr_restored_close(&in_order[i]);
 		for (i = 0; i < pg.nr_mapped; i++)
 			if (pg.mapped[i].placed)
 				munmap((void *)pg.mapped[i].start,
 				       pg.mapped[i].end - pg.mapped[i].start);
+		if (ret == -ENOMEM && !err->msg[0])
+			ucr_errf(err, ret, "out of memory");
 	}
 	ucr_pages_free(&pg);
+	free(pimg);
+	free(in_order);
+	free(rings);
+	free(order);
 	return ret;
 }
 

@@ -59,7 +59,8 @@ struct ucr_work {
 struct rst {
 	const struct ucr_image *img;
 	const struct ucr_ring *r;
-	unsigned int idx;
+	unsigned int idx;		/* in the restore's order (order.c) */
+	unsigned int part;		/* in the image as written: its parts' names */
 	const struct ucr_restore_opts *o;
 	struct ucr_restored *out;
 	struct ucr_err *err;
@@ -97,8 +98,12 @@ void ucr_work_unmap(struct ucr_work *w);
 int ucr_replay(struct ucr_work *w, const struct ucr_ring *r,
 	       struct ucr_restore_stats *st, bool progress, struct ucr_err *err);
 
-/* What the replay will cost: NOPs, dropped entries, MSG_RING posts. */
-void ucr_replay_plan(uint32_t sq_head, uint32_t cq_tail, uint64_t *nops,
-		     uint64_t *drops, uint64_t *msgs);
+/*
+ * What the replay costs (counters.c): NOPs, dropped entries and MSG_RING
+ * posts that move a ring's SQ head and CQ tail from @from_sq, @from_cq to
+ * @sq_head, @cq_tail, all modulo 2^32.
+ */
+void ucr_replay_plan(uint32_t from_sq, uint32_t from_cq, uint32_t sq_head,
+		     uint32_t cq_tail, uint64_t *nops, uint64_t *drops, uint64_t *msgs);
 
 #endif /* UCR_RESTORE_H */

@@ -114,10 +114,10 @@ static int fill_buf(struct rst *s, const struct ucr_buf *b)
 	uint64_t got = 0;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/ring%u.buf%u", s->img->dir, s->idx, b->slot);
+	snprintf(path, sizeof(path), "%s/ring%u.buf%u", s->img->dir, s->part, b->slot);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return ucr_errf(s->err, -errno, "part ring%u.buf%u: %s", s->idx, b->slot,
+		return ucr_errf(s->err, -errno, "part ring%u.buf%u: %s", s->part, b->slot,
 				strerror(errno));
 	while (got < b->len) {
 		ssize_t n = read(fd, (char *)b->addr + got, b->len - got);
@@ -125,7 +125,7 @@ static int fill_buf(struct rst *s, const struct ucr_buf *b)
 		if (n <= 0) {
 			close(fd);
 			return ucr_errf(s->err, n ? -errno : -EINVAL,
-					"part ring%u.buf%u: %s", s->idx, b->slot,
+					"part ring%u.buf%u: %s", s->part, b->slot,
 					n ? strerror(errno) : "shorter than the buffer");
 		}
 		got += n;

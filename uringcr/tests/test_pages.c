@@ -10,56 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fake.h"
 #include "pages.h"
 #include "unit.h"
-
-#define K	1024ULL
-#define BASE	0x7f0000000000ULL
-
-struct fake {
-	struct ucr_ring rings[4];
-	struct ucr_buf bufs[4][4];
-	struct ucr_bvec bv[4][4][32];
-	bool cloned[4][4];
-	unsigned int nr;
-};
-
-/* Buffer @slot of ring @ring: @len bytes at BASE + @off, pages pfn0, pfn0+1, ... */
-static void buf(struct fake *f, unsigned int ring, unsigned int slot, uint64_t off,
-		uint64_t len, enum ucr_backing kind, uint64_t pfn0)
-{
-	struct ucr_ring *r = &f->rings[ring];
-	struct ucr_buf *b = &f->bufs[ring][r->nr_used_bufs];
-	uint32_t i;
-
-	memset(b, 0, sizeof(*b));
-	b->slot = slot;
-	b->addr = BASE + off;
-	b->len = len;
-	b->backing = kind;
-	b->folio_shift = 12;
-	b->refs = 1;
-	b->id = (ring + 1) * 100 + slot;
-	b->bv = f->bv[ring][r->nr_used_bufs];
-	b->nr_bvecs = (len + 4095) / 4096;
-	for (i = 0; i < b->nr_bvecs; i++)
-		b->bv[i] = (struct ucr_bvec){ .pfn = pfn0 + i, .len = 4096 };
-	r->bufs = f->bufs[ring];
-	r->nr_used_bufs++;
-	r->nr_bufs = slot + 1 > r->nr_bufs ? slot + 1 : r->nr_bufs;
-	if (ring + 1 > f->nr)
-		f->nr = ring + 1;
-}
-
-static struct fake *fresh(void)
-{
-	struct fake *f = calloc(1, sizeof(*f));
-	unsigned int i;
-
-	for (i = 0; i < 4; i++)
-		f->rings[i].fd = 10 + i;
-	return f;
-}
 
 /* Plans ring @k; on success checks its regions against @want ("off+len,..."). */
 static int plan(struct ucr_pages *pg, struct fake *f, unsigned int k, bool existing,
@@ -214,11 +167,47 @@ static void one_ring(void)
 	free(f);
 }
 
+/* All of a ring's steps at once, and which one refused (the dump names it). */
+static void whole_ring_steps(void)
+{
+	struct fake *f = fresh();
+	const char *refused = NULL;
+	struct ucr_pages pg;
+	char why[512];
+
+	buf(f, 0, 0, 0, 4 * K, UCR_BACK_ANON, 701);
+	buf(f, 1, 0, 0, 4 * K, UCR_BACK_GONE, 700);
+	ucr_pages_init(&pg, f->rings, f->nr, true);
+	T_OK(ucr_pages_ring(&pg, 0, false, &refused, why, sizeof(why)), why);
+	T_EQ(pg.nr_mapped, 1u, "ring 0's buffer committed");
+	T_EQ(ucr_pages_ring(&pg, 1, false, &refused, why, sizeof(why)), -EOPNOTSUPP,
+	     "gone where other pages are mapped");
+	t_check(refused && !strcmp(refused, "buffer-pages"), __FILE__, __LINE__,
+		"refused by %s, want buffer-pages", refused ? refused : "nothing");
+	ucr_pages_free(&pg);
+	free(f);
+
+	/* one buffer (id) in two rings, and 3 references: a ring outside the image */
+	f = fresh();
+	buf(f, 0, 0, 0, 4 * K, UCR_BACK_ANON, 701);
+	buf(f, 1, 0, 0, 4 * K, UCR_BACK_ANON, 701);
+	f->bufs[0][0].refs = f->bufs[1][0].refs = 3;
+	f->bufs[1][0].id = f->bufs[0][0].id;
+	ucr_pages_init(&pg, f->rings, f->nr, true);
+	T_EQ(ucr_pages_ring(&pg, 0, false, &refused, why, sizeof(why)), -EOPNOTSUPP,
+	     "a reference from outside the image");
+	t_check(refused && !strcmp(refused, "buffer-shared"), __FILE__, __LINE__,
+		"refused by %s, want buffer-shared", refused ? refused : "nothing");
+	ucr_pages_free(&pg);
+	free(f);
+}
+
 int main(void)
 {
 	pool_across_rings();
 	gone_pages_wait_for_the_last_ring();
 	address_mapped_again();
 	one_ring();
+	whole_ring_steps();
 	return t_done("test_pages");
 }
