@@ -80,8 +80,8 @@ static int attach_to(struct rst *s, struct io_uring_params *p, int *tmp)
 
 		if (!peer || peer->fd < 0)
 			return ucr_errf(s->err, -EINVAL,
-					"the ring shares the SQPOLL thread of ring %d of the image, which is not restored in this process: restore the rings in the image's order, each with the earlier ones in opts.peers (ucr_restore_image() does)",
-					r->sq_share);
+					"the ring shares the SQPOLL thread of the image's ring fd %d, which is not restored in this process: restore the rings in the image's order, each with the earlier ones in opts.peers (ucr_restore_image() does)",
+					s->img->rings[r->sq_share].fd);
 		p->wq_fd = peer->fd;
 		return 0;
 	}

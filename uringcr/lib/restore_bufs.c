@@ -196,11 +196,11 @@ static int clone_bufs(struct rst *s)
 	peer = (unsigned int)s->sh.src < s->o->nr_peers ? &s->o->peers[s->sh.src] : NULL;
 	if (!peer || peer->fd < 0)
 		return ucr_errf(s->err, -EINVAL,
-				"the ring shares buffers with ring %d of the image, which is not restored in this process: restore the rings in the image's order, each with the earlier ones in opts.peers (ucr_restore_image() does)",
-				s->sh.src);
+				"the ring shares buffers with the image's ring fd %d, which is not restored in this process: restore the rings in the image's order, each with the earlier ones in opts.peers (ucr_restore_image() does)",
+				src->fd);
 	cb.src_fd = peer->fd;
 	if (sys_register(s->w.fd, UCR_REGISTER_CLONE_BUFFERS, &cb, 1) < 0)
-		return ucr_errf(s->err, -errno, "cloning ring %d's buffers: %s%s", s->sh.src,
+		return ucr_errf(s->err, -errno, "cloning the buffers of the image's ring fd %d: %s%s", src->fd,
 				strerror(errno),
 				errno == EINVAL ? " (both rings must belong to one process and user)" : "");
 	s->step = "IORING_REGISTER_BUFFERS_UPDATE";
