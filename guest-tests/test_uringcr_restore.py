@@ -24,8 +24,8 @@ import pytest
 from helpers import Helpers
 from hugepages import reserved_hugetlb
 from nullblk import polled_nullb
-from uringcr_run import (RESUMED, UCR_REFUSED, Owner, Uringcr, dump_verify, owner_of,
-                         record_restore, record_stats, results, resume)
+from uringcr_run import (RESUMED, UCR_FAILED, UCR_REFUSED, Owner, Uringcr, dump_verify,
+                         owner_of, record_restore, record_stats, results, resume)
 
 @pytest.mark.parametrize("kind", ["empty", "plain", "big", "sqpoll", "defer"])
 def test_restore_pending(kind: str, helpers: Helpers, ucr: Uringcr, owners: list[Owner],
@@ -88,8 +88,7 @@ def rings_restored(helpers: Helpers, ucr: Uringcr, owners: list[Owner], name: st
     image = tmp_path / "image"
     verified = dump_verify(helpers, ucr, owner, image, record_property)
     assert len(verified["rings"]) == 3
-    table = ",".join(f"{b['ring']}:{b['slot']}:{b['addr']}:{b['len']}"
-                     for b in owner.expect("buf"))
+    table = owner.buf_table()
     original = results(owner.go(helpers.budget.remaining()))
     copy = resume(helpers, name, "resume", str(image), table, label=f"resume-{name}")
     return original, results(copy.output)
@@ -121,8 +120,7 @@ def test_restore_in_another_order(kind: str, helpers: Helpers, ucr: Uringcr, own
     verified = dump_verify(helpers, ucr, owner, image, record_property)
     rings = owner.expect("ring")
     assert len(verified["rings"]) == len(rings)
-    table = ",".join(f"{b['ring']}:{b['slot']}:{b['addr']}:{b['len']}"
-                     for b in owner.expect("buf"))
+    table = owner.buf_table()
     original = results(owner.go(helpers.budget.remaining()))
     copy = resume(helpers, "cr_order", kind, "resume", str(image), table or "none",
                   label=f"resume-{kind}")
@@ -233,6 +231,29 @@ def test_restore_personalities(helpers: Helpers, ucr: Uringcr, owners: list[Owne
     assert results(copy.output) == original
 
 
+def test_personality_of_another_user_namespace(helpers: Helpers, ucr: Uringcr,
+                                              owners: list[Owner], tmp_path: Path) -> None:
+    """A personality a task in a user namespace of its own registered: the image
+    records the namespace, and a restore outside it (its credentials' ids and
+    capabilities would mean something else here) fails naming both namespaces,
+    before it has registered anything, and leaves nothing behind."""
+    owner = owner_of(helpers, owners, "cr_pers", "userns")
+    image = tmp_path / "image"
+    ucr.dump(owner, image)
+    inum = int(owner.one("userns")["inum"])
+    pers = {p["id"]: p for p in ucr.show(image)["rings"][0]["personalities"]["used"]}
+    assert pers[2]["userns"] == inum != pers[1]["userns"], pers
+    finished = ucr.run("verify", image, label="verify-userns")
+    want = f"personality 2 belongs to user namespace {inum}, the restore runs in"
+    assert finished.returncode == UCR_FAILED and want in finished.output, finished.describe()
+    copy = helpers.command(helpers.argv("cr_pers", ["userns", "resume", str(image)]),
+                           label="resume-userns")
+    assert copy.returncode != 0 and want in copy.output, copy.describe()
+    left = copy.match(LEFTOVER)
+    assert (int(left.group("fds")), int(left.group("maps"))) == (0, 0), copy.describe()
+    owner.go(helpers.budget.remaining())
+
+
 def test_restore_ring_settings(helpers: Helpers, ucr: Uringcr, owners: list[Owner],
                                tmp_path: Path, record_property: Any) -> None:
     """Restrictions (registered on the still disabled ring, then enabled), the async
@@ -316,8 +337,7 @@ def test_failed_restore_of_a_later_ring_leaves_nothing(helpers: Helpers, ucr: Ur
     owner = owner_of(helpers, owners, "cr_pool")
     image = tmp_path / "image"
     ucr.dump(owner, image)
-    table = ",".join(f"{b['ring']}:{b['slot']}:{b['addr']}:{b['len']}"
-                     for b in owner.expect("buf"))
+    table = owner.buf_table()
     finished = resume(helpers, "cr_pool", "resume", str(image), table, "taken",
                       label="resume-pool-taken")
     assert "ring 2 (part ring2.txt), reserving the buffers' addresses: buffer slot 0" \

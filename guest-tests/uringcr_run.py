@@ -74,6 +74,12 @@ class Owner:
         assert len(found) == 1, f"the owner printed {len(found)} 'expect {what}' lines"
         return found[0]
 
+    def buf_table(self) -> str:
+        """The "ring:slot:addr:len,..." table of the owner's "expect buf" lines, which
+        the scenarios' resume modes take."""
+        return ",".join(f"{b['ring']}:{b['slot']}:{b['addr']}:{b['len']}"
+                        for b in self.expect("buf"))
+
     def state(self) -> str:
         return proc_state(self.pid)
 

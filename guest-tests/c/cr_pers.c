@@ -13,14 +13,24 @@
  *
  * restores such an image into a new process; both run the same
  * continuation under the personalities ("result" lines).
+ *
+ *   cr_pers userns
+ *
+ * is another ring: id 1 this process's credentials, id 2 registered by a
+ * child in a user namespace of its own ("expect userns inum=<its inode>"),
+ * which the personality keeps alive. A restore outside that namespace must
+ * fail and leave nothing (cr_pers userns resume DIR tries one).
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "guest.h"
@@ -105,6 +115,69 @@ static enum t_exit finish(const char *tag)
 	return t_pass();
 }
 
+/*
+ * A child in a new user namespace registers a personality on the ring it
+ * inherited: the id (or -1), and its namespace's inode in *@inum.
+ */
+static int register_in_userns(unsigned long *inum)
+{
+	int pipefd[2], status, id = -1;
+	unsigned long got = 0;
+	pid_t pid;
+
+	if (pipe(pipefd))
+		return -1;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (!pid) {
+		struct stat st;
+
+		close(pipefd[0]);
+		if (unshare(CLONE_NEWUSER) || stat("/proc/self/ns/user", &st))
+			_exit(255);
+		got = st.st_ino;
+		id = io_uring_register_personality(&ring);
+		if (write(pipefd[1], &got, sizeof(got)) != sizeof(got))
+			_exit(255);
+		_exit(id > 0 && id < 255 ? id : 255);
+	}
+	close(pipefd[1]);
+	if (read(pipefd[0], &got, sizeof(got)) != sizeof(got))
+		got = 0;
+	close(pipefd[0]);
+	if (waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) != 255)
+		id = WEXITSTATUS(status);
+	*inum = got;
+	return got ? id : -1;
+}
+
+static enum t_exit userns_main(int argc, char *argv[])
+{
+	struct io_uring_params p;
+	unsigned long inum;
+	int id1, id2;
+
+	if (argc > 3 && !strcmp(argv[2], "resume")) {
+		if (resume_ring(argv[3], 0, &ring))
+			return t_fail("restoring the image");
+		return t_pass();
+	}
+	if (ring_init(&ring, &p, 8, 0, 0, 0))
+		return t_fail("ring setup");
+	id1 = io_uring_register_personality(&ring);
+	id2 = register_in_userns(&inum);
+	if (id1 != 1 || id2 != 2) {
+		t_diag("personality ids %d %d", id1, id2);
+		return t_fail("register personalities");
+	}
+	expect_ring("pers", &ring, &p);
+	expect("userns", "id=2 inum=%lu", inum);
+	if (owner_wait())
+		return t_fail("no go");
+	return nop_as(1) || nop_as(2) ? t_fail("NOPs under the personalities") : t_pass();
+}
+
 int main(int argc, char *argv[])
 {
 	struct io_uring_params p;
@@ -114,6 +187,8 @@ int main(int argc, char *argv[])
 	pthread_t thr;
 
 	t_start("cr_pers", argc, argv);
+	if (argc > 1 && !strcmp(argv[1], "userns"))
+		return userns_main(argc, argv);
 	if (argc > 2 && !strcmp(argv[1], "resume")) {
 		/* cr_pers resume DIR */
 		if (resume_ring(argv[2], 0, &ring))

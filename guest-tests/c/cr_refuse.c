@@ -121,6 +121,34 @@ static int long_path_file(void)
 	return fd < 0 ? -1 : register_one(fd);
 }
 
+/*
+ * Seven rings attached to the SQPOLL thread of ring, whose fd is then
+ * moved above theirs: only the thread's owner first restores them, and
+ * the restore's search of orders stops at UCR_ORDER_MAX (7) rings.
+ */
+static int attach_many(void)
+{
+	static struct io_uring attached[7];
+	struct io_uring_params p;
+	int moved, i;
+
+	if (ring_init(&ring, &p, 8, 0, IORING_SETUP_SQPOLL, 0))
+		return -1;
+	for (i = 0; i < 7; i++) {
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_SQPOLL | IORING_SETUP_ATTACH_WQ;
+		p.wq_fd = ring.ring_fd;
+		if (io_uring_queue_init_params(8, &attached[i], &p))
+			return -1;
+		ring_sync(&attached[i]);
+	}
+	moved = fcntl(ring.ring_fd, F_DUPFD_CLOEXEC, attached[6].ring_fd + 1);
+	if (moved < 0 || close(ring.ring_fd))
+		return -1;
+	ring.ring_fd = ring.enter_ring_fd = moved;
+	return 0;
+}
+
 static int setup(const char *kind)
 {
 	struct io_uring_params p;
@@ -141,6 +169,8 @@ static int setup(const char *kind)
 		ring_sync(&other);
 		return to_child(other.ring_fd);
 	}
+	if (!strcmp(kind, "attach-many"))
+		return attach_many();
 	if (ring_init(&ring, &p, 8, 8, 0, 0))
 		return -1;
 	if (!strcmp(kind, "eventfd")) {
@@ -273,7 +303,7 @@ static int setup(const char *kind)
 static const char *refusal(const char *kind)
 {
 	static const char *const names[][2] = {
-		{ "attach-wq", "attach-wq" },
+		{ "attach-wq", "attach-wq" }, { "attach-many", "attach-wq" },
 		{ "eventfd", "eventfd" },
 		{ "pbuf", "provided-buffers" },
 		{ "socket", "file-unopenable" }, { "pipe", "file-unopenable" },

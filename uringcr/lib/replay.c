@@ -23,6 +23,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -193,6 +194,26 @@ out:
 	return ret;
 }
 
+/*
+ * An SQPOLL thread posts a batch's CQEs (io_submit_state_end()) before
+ * io_commit_sqring() stores the new SQ head, so a reaped batch does not
+ * mean the shared SQ head has moved yet. Slots are safe to reuse (the
+ * kernel's cached head is past them), but the final check must wait.
+ */
+static int sq_settle(struct ucr_work *w, uint32_t head, struct ucr_err *err)
+{
+	uint64_t deadline = ucr_now_us() + 5000000;
+
+	while (load(w->sq_head) != head) {
+		if (!(w->p->flags & IORING_SETUP_SQPOLL) || ucr_now_us() > deadline)
+			return ucr_errf(err, -EPROTO,
+					"replay: the SQ head stayed at %u instead of %u",
+					load(w->sq_head), head);
+		sched_yield();
+	}
+	return 0;
+}
+
 int ucr_replay(struct ucr_work *w, const struct ucr_ring *r,
 	       struct ucr_restore_stats *st, bool verbose, struct ucr_err *err)
 {
@@ -209,6 +230,8 @@ int ucr_replay(struct ucr_work *w, const struct ucr_ring *r,
 	st->nops = n_nops;
 	st->drops = n_drops;
 	st->msgs = n_msgs;
+	if (!ret)
+		ret = sq_settle(w, r->k.cached_sq_head, err);
 	st->replay_us = ucr_now_us() - t0;
 	if (ret)
 		return ret;

@@ -675,16 +675,16 @@ int ucr_restore_image(const struct ucr_image *img, const struct ucr_restore_opts
 	struct ucr_restore_opts ro = *o;
 	struct ucr_image *pimg = malloc(sizeof(*pimg));
 	struct ucr_pages pg;
-	int ret = -ENOMEM;
+	int ret;
 
 	clear_restored(out, nr);
 	ucr_pages_init(&pg, NULL, 0, true);
-	if (!order || !rings || !in_order || !pimg)
+	/* on -EOPNOTSUPP or -E2BIG, the image's order, whose plans say what fails where */
+	if (!order || !rings || !in_order || !pimg ||
+	    ucr_order_find(img->rings, nr, o->mem == UCR_MEM_EXISTING, order) == -ENOMEM) {
+		ret = ucr_errf(err, -ENOMEM, "out of memory");
 		goto out;
-	ret = ucr_order_find(img->rings, nr, o->mem == UCR_MEM_EXISTING, order);
-	if (ret == -ENOMEM)
-		goto out;
-	/* -EOPNOTSUPP, -E2BIG: the image's order, whose plans say what fails where */
+	}
 	ucr_order_apply(img->rings, nr, order, rings);
 	*pimg = *img;
 	pimg->rings = rings;
@@ -717,8 +717,6 @@ out:
 			if (pg.mapped[i].placed)
 				munmap((void *)pg.mapped[i].start,
 				       pg.mapped[i].end - pg.mapped[i].start);
-		if (ret == -ENOMEM && !err->msg[0])
-			ucr_errf(err, ret, "out of memory");
 	}
 	ucr_pages_free(&pg);
 	free(pimg);

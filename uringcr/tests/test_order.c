@@ -155,6 +155,35 @@ static void pages_again(void)
 	free(f);
 }
 
+/*
+ * Past UCR_ORDER_MAX rings only the image's order is tried: it stands if it
+ * works, and the search says it stopped short (-E2BIG) if it does not.
+ */
+static void too_many(void)
+{
+	struct ucr_ring rings[UCR_ORDER_MAX + 1];
+	unsigned int order[UCR_ORDER_MAX + 1], i;
+	bool identity = true;
+
+	memset(rings, 0, sizeof(rings));
+	for (i = 0; i <= UCR_ORDER_MAX; i++) {
+		rings[i].fd = 10 + i;
+		rings[i].sq_share = -1;
+	}
+	T_OK(ucr_order_find(rings, UCR_ORDER_MAX + 1, false, order), "8 rings sharing nothing");
+	/* seven attached to the thread of the last, the owner: 8! orders unsearched */
+	for (i = 0; i <= UCR_ORDER_MAX; i++) {
+		rings[i].k.flags = IORING_SETUP_SQPOLL | IORING_SETUP_ATTACH_WQ;
+		rings[i].sq_share = 0;
+	}
+	rings[UCR_ORDER_MAX].k.flags = IORING_SETUP_SQPOLL;
+	T_EQ(ucr_order_find(rings, UCR_ORDER_MAX + 1, false, order), -E2BIG,
+	     "8 rings, the thread's owner last");
+	for (i = 0; i <= UCR_ORDER_MAX; i++)
+		identity &= order[i] == i;
+	t_check(identity, __FILE__, __LINE__, "the image's order back after -E2BIG");
+}
+
 int main(void)
 {
 	image_order();
@@ -162,5 +191,6 @@ int main(void)
 	shared_with_two();
 	triangle();
 	pages_again();
+	too_many();
 	return t_done("test_order");
 }
