@@ -157,16 +157,31 @@ def applied(runner: Runner, tree: Path, variant: Variant, build_dir: Path,
 
 
 def seed_build_dir(series_build: Path, variant_build: Path, say: Callable[[str], None]) -> bool:
-    """Start a variant's first build from a copy of the series' build directory
-    (mtimes kept), so that it is incremental. False if there was one already."""
-    if (variant_build / "vmlinux").exists() or not (series_build / "vmlinux").exists():
+    """Start a variant's build from a copy of the series' build directory (mtimes
+    kept), so that it is incremental: on its first build, and again when the
+    series' configuration changed since (a variant is configured from the same
+    fragments, so its own build would be a full rebuild). False if the variant's
+    build directory was kept."""
+    if not (series_build / "vmlinux").exists():
         return False
-    say(f"variant: seeding {variant_build} from {series_build} (first build of this variant)")
     memory = variant_build / MEMORY
     kept = memory.read_text() if memory.exists() else None
+    if (variant_build / "vmlinux").exists():
+        if _read(variant_build / ".config") == _read(series_build / ".config"):
+            return False
+        why = "the series' configuration changed"
+        # the variant's files must come out newer than the copied objects
+        kept = None
+    else:
+        why = "first build of this variant"
+    say(f"variant: seeding {variant_build} from {series_build} ({why})")
     if variant_build.exists():
         shutil.rmtree(variant_build)
     shutil.copytree(series_build, variant_build, symlinks=True)
     if kept is not None:
         memory.write_text(kept)
     return True
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text(errors="replace") if path.exists() else None

@@ -125,6 +125,27 @@ def test_seed_copies_the_series_build_once(tmp_path: Path) -> None:
     (series / "vmlinux").write_text("elf")
     (series / "io_uring" / "bpf_iter.o").write_text("o")
     os.utime(series / "io_uring" / "bpf_iter.o", ns=(5 * 10**18, 5 * 10**18))
+    (series / ".config").write_text("CONFIG_USER_NS=y\n")
     assert variant.seed_build_dir(series, neg, print)
     assert mtime(neg / "io_uring" / "bpf_iter.o") == 5 * 10**18
     assert not variant.seed_build_dir(series, neg, print)
+
+
+def test_seed_again_after_the_series_config_changed(tmp_path: Path) -> None:
+    """A config change would make the variant's own build a full rebuild: the
+    series' build, configured the same way, is copied again instead."""
+    series, neg = tmp_path / "build", tmp_path / "build-neg"
+    series.mkdir()
+    (series / "vmlinux").write_text("new elf")
+    (series / ".config").write_text("CONFIG_USER_NS=y\n")
+    neg.mkdir()
+    (neg / "vmlinux").write_text("old elf")
+    (neg / ".config").write_text("# CONFIG_USER_NS is not set\n")
+    (neg / variant.MEMORY).write_text('{"digest": "d", "mtimes": {"io_uring/bpf_iter.c": 1}}')
+    said: list[str] = []
+    assert variant.seed_build_dir(series, neg, said.append)
+    assert (neg / "vmlinux").read_text() == "new elf"
+    # the old mtimes of the variant's files would hide them from make: forgotten
+    assert not (neg / variant.MEMORY).exists()
+    assert "configuration changed" in said[0]
+    assert not variant.seed_build_dir(series, neg, said.append)
