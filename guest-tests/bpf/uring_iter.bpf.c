@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * iter/io_uring_buf and iter/io_uring_file: print every field of the
+ * iter/io_uring_reg_buf and iter/io_uring_reg_file: print every field of the
  * iterator context, and what the pointers in it lead to, as key=value
  * lines for test_uring_iter.py, which checks them against what
  * c/iter_*.c registered and against views that do not come from the
@@ -41,8 +41,8 @@ static __always_inline void print_ring(struct seq_file *seq, const char *what,
 		       (__u32)bpf_core_type_size(struct page));
 }
 
-SEC("iter/io_uring_buf")
-int dump_buf(struct bpf_iter__io_uring_buf *ctx)
+SEC("iter/io_uring_reg_buf")
+int dump_buf(struct bpf_iter__io_uring_reg_buf *ctx)
 {
 	struct seq_file *seq = ctx->meta->seq;
 	struct io_mapped_ubuf *ubuf = ctx->ubuf;
@@ -80,8 +80,8 @@ int dump_buf(struct bpf_iter__io_uring_buf *ctx)
 	return 0;
 }
 
-SEC("iter/io_uring_file")
-int dump_file(struct bpf_iter__io_uring_file *ctx)
+SEC("iter/io_uring_reg_file")
+int dump_file(struct bpf_iter__io_uring_reg_file *ctx)
 {
 	struct seq_file *seq = ctx->meta->seq;
 	struct io_ring_ctx *ring = ctx->ring;

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Description: the io_uring_buf iterator over a sparse table of small-page
+ * Description: the io_uring_reg_buf iterator over a sparse table of small-page
  * buffers. Registers 8 slots (3 empty, 1 byte to 64K, mid-page starts and
  * ends, two slots sharing a page) next to a decoy ring, prints what it
  * registered with each page's PFN and kpageflags, VmPin before and after,

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Description: the io_uring_file iterator over a sparse 12-slot file table:
+ * Description: the io_uring_reg_file iterator over a sparse 12-slot file table:
  * regular files (one O_APPEND, one at a position), both ends of a pipe, a
  * unix and a UDP socket, /dev/null, one fd in two slots, and a direct
  * descriptor opened by IORING_OP_OPENAT into a slot (no fd in the task,

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Description: the io_uring_buf iterator over buffers backed by two 2M
+ * Description: the io_uring_reg_buf iterator over buffers backed by two 2M
  * folios, THP or hugetlb (argv[1]: thp|hugetlb). Slot 0 runs from page 3
  * of the first folio into the second (io_uring coalesces it: one bvec per
  * folio), slot 1 is 50 bytes of the first folio's first page (a single

@@ -29,7 +29,7 @@ enum t_exit iter_load(void)
 	iter_skel = uring_iter__open_and_load();
 	if (!iter_skel) {
 		t_diag("uring_iter__open_and_load: %s", strerror(errno));
-		return t_fail("loading the iterator programs failed: does the kernel have the io_uring_buf/io_uring_file iterators?");
+		return t_fail("loading the iterator programs failed: does the kernel have the io_uring_reg_buf/io_uring_reg_file iterators?");
 	}
 	return T_EXIT_PASS;
 #endif

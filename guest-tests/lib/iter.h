@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The series' io_uring_buf and io_uring_file iterators
+ * The series' io_uring_reg_buf and io_uring_reg_file iterators
  * (bpf/uring_iter.bpf.c): loading the programs, attaching them to a ring,
  * and reading an iterator fd.
  */

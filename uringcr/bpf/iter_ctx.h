@@ -10,13 +10,13 @@
 #ifndef UCR_ITER_CTX_H
 #define UCR_ITER_CTX_H
 
-#define bpf_iter__io_uring_buf bpf_iter__io_uring_buf___from_vmlinux
-#define bpf_iter__io_uring_file bpf_iter__io_uring_file___from_vmlinux
+#define bpf_iter__io_uring_reg_buf bpf_iter__io_uring_buf___from_vmlinux
+#define bpf_iter__io_uring_reg_file bpf_iter__io_uring_file___from_vmlinux
 #include "vmlinux.h"
-#undef bpf_iter__io_uring_buf
-#undef bpf_iter__io_uring_file
+#undef bpf_iter__io_uring_reg_buf
+#undef bpf_iter__io_uring_reg_file
 
-struct bpf_iter__io_uring_buf {
+struct bpf_iter__io_uring_reg_buf {
 	struct bpf_iter_meta *meta;
 	struct io_ring_ctx *ring;
 	struct io_mapped_ubuf *ubuf;
@@ -26,7 +26,7 @@ struct bpf_iter__io_uring_buf {
 	__u64 pfn;
 } __attribute__((preserve_access_index));
 
-struct bpf_iter__io_uring_file {
+struct bpf_iter__io_uring_reg_file {
 	struct bpf_iter_meta *meta;
 	struct io_ring_ctx *ring;
 	struct file *file;

@@ -86,7 +86,7 @@ struct ucr_ring_rec {
 	__u32 sqd_refs;			/* rings on the SQPOLL thread (ATTACH_WQ) */
 };
 
-/* One bio_vec of a registered buffer (one object of io_uring_buf). */
+/* One bio_vec of a registered buffer (one object of io_uring_reg_buf). */
 struct ucr_bvec_rec {
 	__u32 kind;
 	__u32 slot;
@@ -103,7 +103,7 @@ struct ucr_bvec_rec {
 	__u64 buf_id;			/* the io_mapped_ubuf's address */
 };
 
-/* One registered file (one object of io_uring_file). */
+/* One registered file (one object of io_uring_reg_file). */
 struct ucr_file_rec {
 	__u32 kind;
 	__u32 slot;

@@ -3,9 +3,9 @@
  * What uringcr reads from the kernel, one fixed-size record per object
  * (records.h):
  *
- *   iter/io_uring_buf   one UCR_REC_BVEC per bio_vec of every registered
+ *   iter/io_uring_reg_buf   one UCR_REC_BVEC per bio_vec of every registered
  *                       buffer, then one UCR_REC_RING from the final call
- *   iter/io_uring_file  one UCR_REC_FILE per registered file, then the
+ *   iter/io_uring_reg_file  one UCR_REC_FILE per registered file, then the
  *                       UCR_REC_RING
  *   iter/task           (link filtered to the owner's pid) one UCR_REC_TREG
  *                       per ring in a thread's registered ring table
@@ -176,8 +176,8 @@ static __always_inline void write_ring(struct seq_file *seq,
 	bpf_seq_write(seq, &r, sizeof(r));
 }
 
-SEC("iter/io_uring_buf")
-int ucr_bufs(struct bpf_iter__io_uring_buf *ctx)
+SEC("iter/io_uring_reg_buf")
+int ucr_bufs(struct bpf_iter__io_uring_reg_buf *ctx)
 {
 	struct seq_file *seq = ctx->meta->seq;
 	struct io_mapped_ubuf *ubuf = ctx->ubuf;
@@ -283,8 +283,8 @@ static __always_inline void write_personalities(struct seq_file *seq,
 	bpf_loop(UCR_PERS_IDS, pers_slot, &w, 0);
 }
 
-SEC("iter/io_uring_file")
-int ucr_files(struct bpf_iter__io_uring_file *ctx)
+SEC("iter/io_uring_reg_file")
+int ucr_files(struct bpf_iter__io_uring_reg_file *ctx)
 {
 	struct seq_file *seq = ctx->meta->seq;
 	struct file *file = ctx->file;

@@ -55,7 +55,7 @@ int ucr_probe_load(struct ucr_probe **out, struct ucr_err *err)
 					"loading the iterator programs: the verifier refused them (%s): this kernel's BTF does not fit the program uringcr was built with; UCR_DEBUG=1 shows the verifier's log",
 					strerror(e));
 		return ucr_errf(err, -e ? -e : -ENOENT,
-				"loading the iterator programs: %s: this kernel has no io_uring_buf/io_uring_file BPF iterators (they come with the kernel-patches/ series); UCR_DEBUG=1 shows libbpf's log",
+				"loading the iterator programs: %s: this kernel has no io_uring_reg_buf/io_uring_reg_file BPF iterators (they come with the kernel-patches/ series); UCR_DEBUG=1 shows libbpf's log",
 				strerror(e));
 	}
 	*out = p;
