@@ -1,19 +1,40 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Description: pins a buffer iterator link of a ring at argv[1] (on bpffs)
- * and exits: the pinned link is then the only thing keeping the ring
- * alive. Prints "pinned path=.. ring_ino=.. buf=.. len=..";
- * test_uring_iter.py::test_pinned_link_keeps_the_ring_and_bpftool_lists_it
- * reads the pin with cat(1), lists it with the distribution's bpftool and
- * removes it.
+ * Description: pins a buffer iterator link of a ring at argv[1] (on bpffs),
+ * reads the pin once while the ring is there, and exits: the pinned link
+ * does not keep the ring, which goes with the process. Prints "pinned
+ * path=.. ring_ino=.. buf=.. len=.. walk_lines=..";
+ * test_uring_iter.py::test_pinned_link_outlives_its_ring reads the pin
+ * with cat(1) (an empty walk now), lists it with the distribution's
+ * bpftool and removes it.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "guest.h"
+
+/* lines in a read of the pinned iterator, or -errno */
+static int pin_lines(const char *path)
+{
+	static char text[TEXT_MAX];
+	int fd = open(path, O_RDONLY), n = 0;
+	long len;
+
+	if (fd < 0)
+		return -errno;
+	len = read_walk(fd, text, sizeof(text), 0, 100000, NULL);
+	close(fd);
+	if (len < 0)
+		return len;
+	for (long i = 0; i < len; i++)
+		n += text[i] == '\n';
+	return n;
+}
 
 static enum t_exit test_pin(const char *path)
 {
@@ -41,8 +62,8 @@ static enum t_exit test_pin(const char *path)
 		t_diag("bpf_link__pin %s: %s", path, strerror(errno));
 		return t_fail("pin");
 	}
-	printf("pinned path=%s ring_ino=%lu buf=0x%lx len=%zu\n", path,
-	       (unsigned long)st.st_ino, (unsigned long)buf, sizeof(buf));
+	printf("pinned path=%s ring_ino=%lu buf=0x%lx len=%zu walk_lines=%d\n", path,
+	       (unsigned long)st.st_ino, (unsigned long)buf, sizeof(buf), pin_lines(path));
 	bpf_link__destroy(link);
 	io_uring_queue_exit(&ring);
 	return t_pass();

@@ -139,9 +139,9 @@ MUTATIONS = [
      "read-after-edeadlk"),
     ("edeadlk", r"^case name=other-inline iter=buf ", r"status=0", "status=-35", "status"),
     # attach errors
-    ("attach", r"^attach case=closed iter=buf ", r"errno=9", "errno=77", "closed"),
-    ("attach", r"^attach case=zero_is_ring iter=file ", r"errno=22", "errno=0", "zero_is_ring"),
-    ("attach", r"^attach case=bpf_link iter=file ", r"errno=77", "errno=95", "bpf_link"),
+    ("attach", r"^attach case=closed iter=buf ", r"errno=9", "errno=95", "closed"),
+    ("attach", r"^attach case=zero_is_ring iter=file ", r"errno=9", "errno=0", "zero_is_ring"),
+    ("attach", r"^attach case=bpf_link iter=file ", r"errno=95", "errno=9", "bpf_link"),
     ("attach", r"^attach case=ring iter=buf ", r"errno=0", "errno=22", "attach the buf"),
 ]
 
