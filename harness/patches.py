@@ -10,6 +10,7 @@ exported, stop the run with what to do about them.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -163,7 +164,10 @@ def export_series(runner: Runner, source: SourceTree, patch_dir: Path,
         raise PatchError(f"no commits on top of {source.baseline} in {tree}: nothing to export")
     for p in old:
         p.unlink()
-    out = _git(runner, tree, "format-patch", "--no-signature", "--zero-commit",
+    # the cover letter's "[PATCH v2 0/7]" says which version of the series this is
+    version = re.search(r"^Subject: \[(.+?) 0+/\d+\]", cover_text or "", re.M)
+    prefix = ["--subject-prefix", version.group(1)] if version else []
+    out = _git(runner, tree, "format-patch", "--no-signature", "--zero-commit", *prefix,
                "-o", str(patch_dir), f"{source.baseline}..HEAD")
     names = [Path(line).name for line in out.splitlines() if line.endswith(".patch")]
     if cover_text is not None:

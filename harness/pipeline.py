@@ -271,7 +271,8 @@ class Pipeline:
             build_dir = layout.build_dir(f"{flavour}-{name}")
             # a KERNEL_SRC tree skips the series stage, which undoes these otherwise
             variant_mod.recover(self.runner, tree, say)
-            seeded = variant_mod.seed_build_dir(series_build, build_dir, say)
+            seeded = variant_mod.seed_build_dir(series_build, build_dir, say,
+                                                series_head=variant_mod.tree_head(self.runner, tree))
             with variant_mod.applied(self.runner, tree, variant, build_dir, say) as paths:
                 self._configure(tree, build_dir, f"kernel-{name}.config")
                 built = self._build(tree, build_dir, f"build-{name}.log")

@@ -134,7 +134,7 @@ def applied(runner: Runner, tree: Path, variant: Variant, build_dir: Path,
         raise VariantError(
             f"{tree} has uncommitted changes in files the {variant.name} variant patches:\n"
             f"{dirty.rstrip()}\nCommit or stash them first; nothing was touched.")
-    head = runner.run(["git", "-C", str(tree), "rev-parse", "HEAD"]).output.strip()
+    head = tree_head(runner, tree)
     marker = _git_dir(runner, tree) / MARKER
     series_mtimes = _mtimes(tree, paths)
     marker.write_text(json.dumps({"variant": variant.name, "files": series_mtimes}))
@@ -143,12 +143,13 @@ def applied(runner: Runner, tree: Path, variant: Variant, build_dir: Path,
             runner.run(["git", "-C", str(tree), "apply", str(patch)])
         memory_path = build_dir / MEMORY
         digest = variant.digest(head)
-        memory = json.loads(memory_path.read_text()) if memory_path.exists() else {}
+        memory = _memory(memory_path)
         if memory.get("digest") == digest and set(memory.get("mtimes", {})) == set(paths):
             _set_mtimes(tree, {k: int(v) for k, v in memory["mtimes"].items()})
         else:
             build_dir.mkdir(parents=True, exist_ok=True)
-            memory_path.write_text(json.dumps({"digest": digest, "mtimes": _mtimes(tree, paths)}))
+            memory_path.write_text(json.dumps({"digest": digest, "mtimes": _mtimes(tree, paths),
+                                               "series_head": head}))
         yield paths
     finally:
         runner.run(["git", "-C", str(tree), "checkout", "HEAD", "--", *paths])
@@ -156,20 +157,32 @@ def applied(runner: Runner, tree: Path, variant: Variant, build_dir: Path,
         marker.unlink(missing_ok=True)
 
 
-def seed_build_dir(series_build: Path, variant_build: Path, say: Callable[[str], None]) -> bool:
+def tree_head(runner: Runner, tree: Path) -> str:
+    return runner.run(["git", "-C", str(tree), "rev-parse", "HEAD"]).output.strip()
+
+
+def seed_build_dir(series_build: Path, variant_build: Path, say: Callable[[str], None],
+                   series_head: str | None = None) -> bool:
     """Start a variant's build from a copy of the series' build directory (mtimes
     kept), so that it is incremental: on its first build, and again when the
-    series' configuration changed since (a variant is configured from the same
-    fragments, so its own build would be a full rebuild). False if the variant's
-    build directory was kept."""
+    series changed since the variant was last built (@series_head, the tree's
+    HEAD, against the one `applied` recorded) or its configuration did. The
+    variant's own build would otherwise recompile everything the series change
+    reached, which the series' build has just done (a header of io_uring or a
+    UAPI header: hundreds of objects), where the copy costs seconds. False if
+    the variant's build directory was kept."""
     if not (series_build / "vmlinux").exists():
         return False
     memory = variant_build / MEMORY
     kept = memory.read_text() if memory.exists() else None
     if (variant_build / "vmlinux").exists():
-        if _read(variant_build / ".config") == _read(series_build / ".config"):
+        built_on = _memory(memory).get("series_head")
+        if _read(variant_build / ".config") != _read(series_build / ".config"):
+            why = "the series' configuration changed"
+        elif series_head and built_on and built_on != series_head:
+            why = f"the series changed since it was built on {built_on[:12]}"
+        else:
             return False
-        why = "the series' configuration changed"
         # the variant's files must come out newer than the copied objects
         kept = None
     else:
@@ -181,6 +194,14 @@ def seed_build_dir(series_build: Path, variant_build: Path, say: Callable[[str],
     if kept is not None:
         memory.write_text(kept)
     return True
+
+
+def _memory(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _read(path: Path) -> str | None:

@@ -123,6 +123,32 @@ int dump_file(struct bpf_iter__io_uring_reg_file *ctx)
 	return 0;
 }
 
+/*
+ * Count the objects of a walk and print only "count <objects>" at its end,
+ * so that one read(2) visits a whole table (c/iter_hold.c).
+ */
+SEC("iter/io_uring_reg_buf")
+int count_buf(struct bpf_iter__io_uring_reg_buf *ctx)
+{
+	if (!ctx->ubuf) {
+		BPF_SEQ_PRINTF(ctx->meta->seq, "count %llu\n", buf_objects);
+		return 0;
+	}
+	__sync_fetch_and_add(&buf_objects, 1);
+	return 0;
+}
+
+SEC("iter/io_uring_reg_file")
+int count_file(struct bpf_iter__io_uring_reg_file *ctx)
+{
+	if (!ctx->file) {
+		BPF_SEQ_PRINTF(ctx->meta->seq, "count %llu\n", file_objects);
+		return 0;
+	}
+	__sync_fetch_and_add(&file_objects, 1);
+	return 0;
+}
+
 /* Only attached, never read: a BPF link fd that is not a ring. */
 SEC("iter/task")
 int dump_task(struct bpf_iter__task *ctx)

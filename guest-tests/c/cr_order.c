@@ -64,16 +64,6 @@ static int update(struct io_uring *ring, int slot, void *addr)
 }
 
 /* Moves @ring's fd above @above's, so that fd order is not set-up order. */
-static int fd_above(struct io_uring *ring, int above)
-{
-	int moved = fcntl(ring->ring_fd, F_DUPFD_CLOEXEC, above + 1);
-
-	if (moved < 0 || close(ring->ring_fd))
-		return -1;
-	ring->ring_fd = ring->enter_ring_fd = moved;
-	return 0;
-}
-
 /* rings[0] is A (attached, the lower fd), rings[1] B (the thread's owner) */
 static int build_attach(struct io_uring *rings)
 {
@@ -81,14 +71,10 @@ static int build_attach(struct io_uring *rings)
 
 	if (ring_init(&rings[1], &p, 8, 0, IORING_SETUP_SQPOLL, 1000))
 		return -1;
-	memset(&p, 0, sizeof(p));
-	p.flags = IORING_SETUP_SQPOLL | IORING_SETUP_ATTACH_WQ;
-	p.wq_fd = rings[1].ring_fd;
-	if (io_uring_queue_init_params(8, &rings[0], &p))
+	if (ring_attach(&rings[0], &rings[1], IORING_SETUP_SQPOLL, 0))
 		return -1;
-	ring_sync(&rings[0]);
 	nr_rings = 2;
-	return fd_above(&rings[1], rings[0].ring_fd);
+	return ring_fd_above(&rings[1], rings[0].ring_fd);
 }
 
 /* rings[0] R, rings[1] O, rings[2] T, in set-up and fd order */
@@ -132,7 +118,7 @@ static int build_pages(struct io_uring *rings)
 		return -1;
 	table[0][0] = table[1][0] = iov;
 	nr_rings = 2;
-	return fd_above(&rings[1], rings[0].ring_fd);
+	return ring_fd_above(&rings[1], rings[0].ring_fd);
 }
 
 static enum t_exit finish_attach(struct io_uring *rings)

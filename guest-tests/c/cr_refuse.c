@@ -130,23 +130,14 @@ static int attach_many(void)
 {
 	static struct io_uring attached[7];
 	struct io_uring_params p;
-	int moved, i;
+	int i;
 
 	if (ring_init(&ring, &p, 8, 0, IORING_SETUP_SQPOLL, 0))
 		return -1;
-	for (i = 0; i < 7; i++) {
-		memset(&p, 0, sizeof(p));
-		p.flags = IORING_SETUP_SQPOLL | IORING_SETUP_ATTACH_WQ;
-		p.wq_fd = ring.ring_fd;
-		if (io_uring_queue_init_params(8, &attached[i], &p))
+	for (i = 0; i < 7; i++)
+		if (ring_attach(&attached[i], &ring, IORING_SETUP_SQPOLL, 0))
 			return -1;
-		ring_sync(&attached[i]);
-	}
-	moved = fcntl(ring.ring_fd, F_DUPFD_CLOEXEC, attached[6].ring_fd + 1);
-	if (moved < 0 || close(ring.ring_fd))
-		return -1;
-	ring.ring_fd = ring.enter_ring_fd = moved;
-	return 0;
+	return ring_fd_above(&ring, attached[6].ring_fd);
 }
 
 static int setup(const char *kind)
@@ -161,12 +152,8 @@ static int setup(const char *kind)
 		/* other runs on ring's SQPOLL thread, and a child holds other */
 		if (ring_init(&ring, &p, 8, 0, IORING_SETUP_SQPOLL, 0))
 			return -1;
-		memset(&p, 0, sizeof(p));
-		p.flags = IORING_SETUP_SQPOLL | IORING_SETUP_ATTACH_WQ;
-		p.wq_fd = ring.ring_fd;
-		if (io_uring_queue_init_params(8, &other, &p))
+		if (ring_attach(&other, &ring, IORING_SETUP_SQPOLL, 0))
 			return -1;
-		ring_sync(&other);
 		return to_child(other.ring_fd);
 	}
 	if (!strcmp(kind, "attach-many"))

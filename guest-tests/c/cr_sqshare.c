@@ -29,20 +29,6 @@
 
 #define NR_RINGS	4
 
-static int attached(struct io_uring *ring, struct io_uring *to, unsigned int flags,
-		    unsigned int idle_ms)
-{
-	struct io_uring_params p = {
-		.flags = flags | IORING_SETUP_ATTACH_WQ, .wq_fd = to->ring_fd,
-		.sq_thread_idle = idle_ms,
-	};
-
-	if (io_uring_queue_init_params(8, ring, &p))
-		return -1;
-	ring_sync(ring);
-	return 0;
-}
-
 static enum t_exit finish(struct io_uring *rings)
 {
 	int i, n;
@@ -73,10 +59,10 @@ int main(int argc, char *argv[])
 		return finish(rings);
 	}
 	if (ring_init(&rings[0], &p, 8, 0, IORING_SETUP_SQPOLL, 50) ||
-	    attached(&rings[1], &rings[0], IORING_SETUP_SQPOLL, 20) ||
-	    attached(&rings[2], &rings[0], 0, 0) ||
+	    ring_attach(&rings[1], &rings[0], IORING_SETUP_SQPOLL, 20) ||
+	    ring_attach(&rings[2], &rings[0], 0, 0) ||
 	    ring_init(&gone, &p, 8, 0, IORING_SETUP_SQPOLL, 30) ||
-	    attached(&rings[3], &gone, IORING_SETUP_SQPOLL, 40))
+	    ring_attach(&rings[3], &gone, IORING_SETUP_SQPOLL, 40))
 		return t_fail("ring setup");
 	io_uring_queue_exit(&gone);
 	for (i = 0; i < NR_RINGS; i++) {

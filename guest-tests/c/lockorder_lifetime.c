@@ -4,10 +4,11 @@
  * ring goes. Links and iterator files hold no ring, so its close() frees
  * it under them. Five fixed cases print their walks for lockorder.py to
  * judge: the ring fd closed while links and iterator fds exist; the
- * buffers unregistered mid-walk and new ones registered; file slots
- * cleared, replaced and filled mid-walk, the table grown 8 -> 64 and
- * shrunk 64 -> 4; the link and ring fd gone mid-walk; the ring closed
- * while its own io-wq read of its iterator is in flight. Then rounds of a
+ * buffers unregistered mid-walk and new ones registered (the walk fails
+ * with ESTALE, and stays failed); file slots cleared, replaced and filled
+ * mid-walk, then the table replaced mid-walk by one of 64 slots and by one
+ * of 4 (ESTALE); the link and ring fd gone mid-walk; the ring closed while
+ * its own io-wq read of its iterator is in flight. Then rounds of a
  * ring torn down under a reader (scenario lifetime-stress, counted here).
  *
  *   lockorder_lifetime [rounds=N] [tscale=F]
@@ -146,7 +147,7 @@ static void lt_unregister_midwalk(void)
 	memset(t.mem, 1, 4 * PAGE_SZ);
 	ret = io_uring_register_buffers(&t.ring, iov, 2);
 	tally_check(&tl, "register_ret", "%d", ret);
-	/* a walk that ended stays ended */
+	/* a walk that failed stays failed, even with a table registered again */
 	n = read(fd, lt_text, sizeof(lt_text));
 	tally_check(&tl, "read_after_end", "%ld", n < 0 ? -errno : n);
 	close(fd);
@@ -332,6 +333,13 @@ static void *lt_read_slowly(void *arg)
 				atomic_fetch_add(&r->tl->edeadlk, 1);
 				continue;
 			}
+			if (n < 0 && errno == ESTALE && r->kinds[i] == IT_BUF) {
+				/* it began in the buffer table unregistered under it */
+				done[i] = true;
+				left--;
+				atomic_fetch_add(&r->tl->ok, 1);
+				continue;
+			}
 			if (n > 0 && len[i] + n < TEXT_MAX - 64) {
 				len[i] += n;
 				continue;
@@ -391,8 +399,9 @@ static int lt_stress_round(struct target *t, struct lt_reader *rd)
  * another thread while this one clears and replaces files, unregisters and
  * re-registers the buffers, destroys the links and closes the ring. Every
  * walk must come out well formed (lines of objects, then one final call
- * unless the ring went first), every piece be data or EDEADLK, and every
- * ring be freed at the end.
+ * unless the ring went first) or, a buffer walk under way when the buffers
+ * were unregistered, fail with ESTALE; every other piece be data or
+ * EDEADLK; and every ring be freed at the end.
  */
 static void lt_stress(long rounds)
 {

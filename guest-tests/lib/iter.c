@@ -93,6 +93,9 @@ long read_walk(int fd, char *buf, size_t size, size_t chunk, int retries,
 		if (!want || len + want >= size)
 			return -E2BIG;
 		n = read(fd, buf + len, want);
+		/* the end of a read(2) that showed its 1024 objects: go on */
+		if (n < 0 && errno == EAGAIN)
+			continue;
 		if (n < 0 && errno == EDEADLK && retries-- > 0) {
 			if (busy)
 				++*busy;

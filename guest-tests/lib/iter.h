@@ -46,7 +46,8 @@ int iter_open(struct bpf_link *link, bool nonblock);
 /*
  * read(2) @fd to EOF into @buf, NUL-terminated: @chunk bytes a call, or all
  * that fits when @chunk is 0 (small chunks make the iterator stop and resume
- * between objects). EDEADLK ("busy") is retried up to @retries times in all,
+ * between objects). EAGAIN (a read(2) ends after 1024 objects, one hold of
+ * ->uring_lock) is retried; EDEADLK ("busy") up to @retries times in all,
  * each counted in *@busy when @busy is given. Returns the length, -E2BIG
  * when @buf is too small, -EDEADLK when the retries ran out, or -errno.
  */

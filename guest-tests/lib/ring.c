@@ -4,6 +4,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -57,6 +58,30 @@ int ring_clone_buffers(struct io_uring *dst, struct io_uring *src)
 
 	if (syscall(__NR_io_uring_register, dst->ring_fd, IORING_REGISTER_CLONE_BUFFERS, &cb, 1))
 		return -errno;
+	return 0;
+}
+
+int ring_attach(struct io_uring *ring, struct io_uring *to, unsigned int flags,
+		unsigned int idle_ms)
+{
+	struct io_uring_params p = {
+		.flags = flags | IORING_SETUP_ATTACH_WQ, .wq_fd = to->ring_fd,
+		.sq_thread_idle = idle_ms,
+	};
+
+	if (io_uring_queue_init_params(8, ring, &p))
+		return -1;
+	ring_sync(ring);
+	return 0;
+}
+
+int ring_fd_above(struct io_uring *ring, int above)
+{
+	int moved = fcntl(ring->ring_fd, F_DUPFD_CLOEXEC, above + 1);
+
+	if (moved < 0 || close(ring->ring_fd))
+		return -1;
+	ring->ring_fd = ring->enter_ring_fd = moved;
 	return 0;
 }
 

@@ -57,6 +57,17 @@ int ring_submit_wait(struct io_uring *ring, int *res);
  * whole buffer table into @dst, which has none. 0 or -errno.
  */
 int ring_clone_buffers(struct io_uring *dst, struct io_uring *src);
+/*
+ * A ring of 8 entries set up with IORING_SETUP_ATTACH_WQ to @to, plus
+ * @flags (IORING_SETUP_SQPOLL: it shares @to's SQ thread) and @idle_ms,
+ * then ring_sync()ed. 0 or -1.
+ */
+int ring_attach(struct io_uring *ring, struct io_uring *to, unsigned int flags,
+		unsigned int idle_ms);
+
+/* Moves @ring's fd above @above (F_DUPFD_CLOEXEC, old fd closed). 0 or -1. */
+int ring_fd_above(struct io_uring *ring, int above);
+
 /* The SQPOLL threads of this process (tasks named "iou-sqp-*"), or -1. */
 int ring_sq_threads(void);
 

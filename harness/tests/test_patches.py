@@ -123,3 +123,14 @@ def test_force_discards_local_state(tree: SourceTree, tmp_path: Path) -> None:
     res = apply_series(SubprocessRunner(), tree, pd, lambda s: None, force=True)
     assert res.reused and not (tree.path / "new.c").exists()
     assert (tree.path / "io_uring.c").read_text() == "int a;\nint B;\nint c;\n"
+
+
+def test_export_keeps_the_cover_letters_version(tree: SourceTree, tmp_path: Path) -> None:
+    pd = tmp_path / "patches"
+    make_patches(tree, pd, [("int a;\nint B;\nint c;\n", "one")])
+    cover = "Subject: [PATCH v2 0/1] io_uring: one\n\nbody\n"
+    (pd / "0000-cover-letter.patch").write_text(cover)
+    apply_series(SubprocessRunner(), tree, pd, lambda s: None)
+    export_series(SubprocessRunner(), tree, pd, lambda s: None)
+    assert "Subject: [PATCH v2] one" in (pd / "0001-one.patch").read_text()
+    assert (pd / "0000-cover-letter.patch").read_text() == cover

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from harness.procs import Completed
-from harness.series_check import PatchCheck, checkpatch
+from harness.series_check import PatchCheck, checkpatch, verbatim_uapi_sync
 
 DATA = Path(__file__).parent / "data" / "checkpatch"
 
@@ -37,3 +37,37 @@ def test_patch_verdict_needs_all_three() -> None:
     assert not PatchCheck(patch="p", checkpatch="clean", signed_off=False, builds=True).ok
     assert not PatchCheck(patch="p", checkpatch="clean", signed_off=True, builds=False).ok
     assert not PatchCheck(patch="p", checkpatch="total: 0 errors, 1 warnings", signed_off=True).ok
+
+
+SYNC = """Subject: [PATCH 6/7] tools headers UAPI: Sync linux/io_uring.h
+
+--- a/tools/include/uapi/linux/io_uring.h
++++ b/tools/include/uapi/linux/io_uring.h
+@@ -1 +1 @@
+-#define A 1
++#define A (1U << 0)
+"""
+
+
+def _tree(tmp_path: Path, copy: str) -> Path:
+    for rel, text in (("include/uapi/linux/io_uring.h", "#define A (1U << 0)\n"),
+                      ("tools/include/uapi/linux/io_uring.h", copy)):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    return tmp_path
+
+
+def test_verbatim_uapi_sync_is_not_checkpatched(tmp_path: Path) -> None:
+    tree = _tree(tmp_path, "#define A (1U << 0)\n")
+    assert verbatim_uapi_sync(SYNC, tree) == "verbatim copy of include/uapi/linux/io_uring.h"
+    check = PatchCheck(patch="p", checkpatch="clean (verbatim copy of x: not checked)",
+                       signed_off=True, builds=True)
+    assert check.ok
+
+
+def test_a_sync_that_is_not_verbatim_is_checkpatched(tmp_path: Path) -> None:
+    tree = _tree(tmp_path, "#define A BIT(0)\n")
+    assert verbatim_uapi_sync(SYNC, tree) is None
+    # a patch touching anything else is checked, even with a verbatim copy in it
+    other = SYNC + "--- a/io_uring/bpf_iter.c\n+++ b/io_uring/bpf_iter.c\n"
+    assert verbatim_uapi_sync(other, _tree(tmp_path, "#define A (1U << 0)\n")) is None

@@ -149,3 +149,48 @@ def test_seed_again_after_the_series_config_changed(tmp_path: Path) -> None:
     assert not (neg / variant.MEMORY).exists()
     assert "configuration changed" in said[0]
     assert not variant.seed_build_dir(series, neg, said.append)
+
+
+def test_seed_again_after_the_series_changed(tree: Path, tmp_path: Path) -> None:
+    """A series change reaching many objects (a header) would be compiled again
+    by each variant: a variant last built on another series head starts again
+    from the series' build, one built on this head keeps its own."""
+    series, neg = tmp_path / "build", tmp_path / "build-neg"
+    series.mkdir()
+    (series / "vmlinux").write_text("series elf")
+    (series / ".config").write_text("CONFIG_USER_NS=y\n")
+    runner = SubprocessRunner()
+    v = variant.Variant.load(tmp_path / "negative")
+    head = variant.tree_head(runner, tree)
+    with variant.applied(runner, tree, v, neg, print):
+        (neg / "vmlinux").write_text("variant elf")
+        (neg / ".config").write_text("CONFIG_USER_NS=y\n")
+    assert json.loads((neg / variant.MEMORY).read_text())["series_head"] == head
+    assert not variant.seed_build_dir(series, neg, print, series_head=head)
+    assert (neg / "vmlinux").read_text() == "variant elf"
+
+    (tree / "Makefile").write_text("VERSION = 7\n")
+    git(tree, "commit", "-qam", "series v2")
+    new_head = variant.tree_head(runner, tree)
+    said: list[str] = []
+    assert variant.seed_build_dir(series, neg, said.append, series_head=new_head)
+    assert (neg / "vmlinux").read_text() == "series elf"
+    assert f"built on {head[:12]}" in said[0]
+    # forgotten: the variant's files get fresh mtimes, newer than the copy
+    assert not (neg / variant.MEMORY).exists()
+    with variant.applied(runner, tree, v, neg, print):
+        pass
+    assert json.loads((neg / variant.MEMORY).read_text())["series_head"] == new_head
+    assert not variant.seed_build_dir(series, neg, print, series_head=new_head)
+
+
+def test_seed_keeps_a_variant_built_before_heads_were_recorded(tmp_path: Path) -> None:
+    series, neg = tmp_path / "build", tmp_path / "build-neg"
+    for d in (series, neg):
+        d.mkdir()
+        (d / "vmlinux").write_text(d.name)
+        (d / ".config").write_text("CONFIG_USER_NS=y\n")
+    (neg / variant.MEMORY).write_text('{"digest": "d", "mtimes": {}}')
+    assert not variant.seed_build_dir(series, neg, print, series_head="abc")
+    (neg / variant.MEMORY).write_text("not json")
+    assert not variant.seed_build_dir(series, neg, print, series_head="abc")

@@ -6,7 +6,11 @@
  *
  * A read that meets a busy ->uring_lock fails with EDEADLK and leaves the
  * walk where it was; it is retried with a growing pause until lock_ms have
- * passed (README.md, "Locking").
+ * passed (README.md, "Locking"). So is EBUSY, a table being unregistered;
+ * EAGAIN, the end of a read(2) after the 1024 objects of one hold of the
+ * lock, is no pause at all.
+ * ESTALE means the table, or the buffer being shown, was replaced between
+ * two reads: the walk is begun again on a new iterator, a few times.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -70,13 +74,16 @@ void ucr_probe_close(struct ucr_probe *p)
 	free(p);
 }
 
+/* walks begun again after ESTALE before giving up */
+#define UCR_STALE_RESTARTS 8
+
 /* The whole walk of @link into a malloc'd buffer. */
 static int read_all(struct bpf_link *link, unsigned int lock_ms, char **out,
 		    size_t *out_len, uint64_t *retries, const char *what,
 		    struct ucr_err *err)
 {
 	uint64_t deadline = ucr_now_us() + (uint64_t)lock_ms * 1000;
-	unsigned int backoff = 1;
+	unsigned int backoff = 1, restarts = 0;
 	size_t len = 0, cap = 1 << 16;
 	char *buf = malloc(cap);
 	int fd;
@@ -103,14 +110,39 @@ static int read_all(struct bpf_link *link, unsigned int lock_ms, char **out,
 			cap *= 2;
 		}
 		n = read(fd, buf + len, cap - len);
-		if (n < 0 && errno == EINTR)
+		/* EAGAIN ends a read(2) after 1024 objects (one hold of the lock) */
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
-		if (n < 0 && errno == EDEADLK) {
+		if (n < 0 && errno == ESTALE && restarts++ < UCR_STALE_RESTARTS) {
+			/* the table changed under the walk: only a new one shows it whole */
+			close(fd);
+			len = 0;
+			fd = bpf_iter_create(bpf_link__fd(link));
+			if (fd < 0) {
+				int e = errno;
+
+				free(buf);
+				return ucr_errf(err, -e, "%s: bpf_iter_create: %s", what, strerror(e));
+			}
+			continue;
+		}
+		if (n < 0 && errno == ESTALE) {
+			close(fd);
+			free(buf);
+			return ucr_errf(err, -ESTALE,
+					"%s: the ring's table changed under %u walks in a row (ESTALE): something keeps registering or updating it (a task not frozen with the target, e.g. the SQPOLL thread of a ring it shares, or another process); dump again when that stops",
+					what, restarts);
+		}
+		if (n < 0 && (errno == EDEADLK || errno == EBUSY)) {
 			if (retries)
 				++*retries;
 			if (ucr_now_us() >= deadline) {
 				close(fd);
 				free(buf);
+				if (errno == EBUSY)
+					return ucr_errf(err, -EBUSY,
+							"%s: the ring's table stayed busy being unregistered for %u ms (EBUSY on every read: IORING_UNREGISTER_* waits for requests that use it); dump it when they end, or wait longer with --lock-timeout",
+							what, lock_ms);
 				return ucr_errf(err, -EDEADLK,
 						"%s: the ring's uring_lock stayed held for %u ms (EDEADLK on every read: a task is inside io_uring_enter() or io_uring_register(), e.g. blocked on a page fault); dump it when that ends, or wait longer with --lock-timeout",
 						what, lock_ms);
