@@ -10,6 +10,7 @@ exported, stop the run with what to do about them.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,7 @@ def apply_series(runner: Runner, source: SourceTree, patch_dir: Path,
             "Run `make export` to keep them as patches, or `make run FORCE=1` to drop them.")
     if (_git_dir(runner, tree) / "rebase-apply").exists():
         _git(runner, tree, "am", "--abort", check=False)
+    before = _patched_files(runner, tree, source.baseline)
     _git(runner, tree, "checkout", "-q", "-B", SERIES_BRANCH, source.baseline)
     applied = []
     for patch in patches:
@@ -142,9 +144,44 @@ def apply_series(runner: Runner, source: SourceTree, patch_dir: Path,
         applied.append(patch.name)
         say(f"patches: applied {patch.name}")
     head = _git(runner, tree, "rev-parse", "HEAD")
+    kept = _keep_mtimes(runner, tree, before)
     state.write_text(f"{digest} {head}\n")
-    say(f"patches: {len(applied)} patch(es) on {source.baseline}, HEAD {head[:12]}")
+    say(f"patches: {len(applied)} patch(es) on {source.baseline}, HEAD {head[:12]}"
+        + (f"; {kept} unchanged file(s) kept their mtimes" if kept else ""))
     return PatchResult(applied=applied, head=head)
+
+
+def _blobs(runner: Runner, tree: Path, rev: str, paths: list[str]) -> dict[str, str]:
+    """The blob id of each of @paths in @rev (absent paths left out)."""
+    if not paths:
+        return {}
+    out = _git(runner, tree, "ls-tree", "-r", rev, "--", *paths)
+    blobs = {}
+    for line in out.splitlines():
+        meta, _, path = line.partition("\t")
+        blobs[path] = meta.split()[2]
+    return blobs
+
+
+def _patched_files(runner: Runner, tree: Path, baseline: str) -> dict[str, tuple[str, int]]:
+    """What the series now applied changed, by path: (blob id, mtime)."""
+    out = _git(runner, tree, "diff", "--name-only", baseline, "HEAD", check=False)
+    paths = [p for p in out.splitlines() if p and (tree / p).is_file()]
+    return {p: (blob, (tree / p).stat().st_mtime_ns)
+            for p, blob in _blobs(runner, tree, "HEAD", paths).items()}
+
+
+def _keep_mtimes(runner: Runner, tree: Path, before: dict[str, tuple[str, int]]) -> int:
+    """Re-applying a series rewrites every file it patches. Those that came out
+    as they were get their old mtime back, so that make rebuilds only what a
+    patch really changed (editing the selftest patch then relinks no kernel)."""
+    now = _blobs(runner, tree, "HEAD", list(before))
+    kept = 0
+    for path, (blob, mtime) in before.items():
+        if now.get(path) == blob and (tree / path).is_file():
+            os.utime(tree / path, ns=(mtime, mtime))
+            kept += 1
+    return kept
 
 
 def export_series(runner: Runner, source: SourceTree, patch_dir: Path,

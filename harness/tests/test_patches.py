@@ -1,3 +1,4 @@
+import os
 import subprocess
 from pathlib import Path
 
@@ -134,3 +135,40 @@ def test_export_keeps_the_cover_letters_version(tree: SourceTree, tmp_path: Path
     export_series(SubprocessRunner(), tree, pd, lambda s: None)
     assert "Subject: [PATCH v2] one" in (pd / "0001-one.patch").read_text()
     assert (pd / "0000-cover-letter.patch").read_text() == cover
+
+
+def test_reapplying_keeps_the_mtimes_of_files_that_did_not_change(tree: SourceTree,
+                                                                   tmp_path: Path) -> None:
+    """A series changed in one patch (say the selftest's) is applied again from the
+    baseline; the files the other patches touch come out as before and keep their
+    mtimes, so that make rebuilds nothing for them."""
+    src = tree.path
+    (src / "test.c").write_text("int t;\n")
+    git(src, "add", "test.c")
+    git(src, "commit", "-qm", "a test file")
+    git(src, "tag", "-f", "baseline-x")
+
+    def series(pd: Path, test_text: str) -> Path:
+        git(src, "checkout", "-q", "-b", "scratch", "baseline-x")
+        (src / "io_uring.c").write_text("int a;\nint B;\nint c;\n")
+        git(src, "commit", "-qam", "kernel")
+        (src / "test.c").write_text(test_text)
+        git(src, "commit", "-qam", "test")
+        pd.mkdir()
+        names = git(src, "format-patch", "-o", str(pd), "baseline-x..scratch").splitlines()
+        (pd / "series").write_text("".join(Path(n).name + "\n" for n in names))
+        git(src, "checkout", "-q", "baseline")
+        git(src, "branch", "-q", "-D", "scratch")
+        return pd
+
+    v1, v2 = series(tmp_path / "v1", "int t = 1;\n"), series(tmp_path / "v2", "int t = 2;\n")
+    said: list[str] = []
+    apply_series(SubprocessRunner(), tree, v1, said.append)
+    old = 1_000_000_000 * 10**9
+    for name in ("io_uring.c", "test.c"):
+        os.utime(src / name, ns=(old, old))
+    apply_series(SubprocessRunner(), tree, v2, said.append)
+    assert (src / "io_uring.c").stat().st_mtime_ns == old
+    assert (src / "test.c").stat().st_mtime_ns != old
+    assert (src / "test.c").read_text() == "int t = 2;\n"
+    assert "1 unchanged file(s) kept their mtimes" in said[-1]
