@@ -27,7 +27,7 @@ from .errors import EXIT_FAILED, EXIT_HARNESS, EXIT_OK, UsageError, exit_code_fo
 from .layout import Layout, cpu_lock
 from .pipeline import Options, Pipeline, venv_bin
 from .suites import SUITE_CHOICES
-from .procs import CommandError, SubprocessRunner
+from .procs import CommandError, SubprocessRunner, signals_interrupt
 from .results import run_exit_code
 
 
@@ -204,8 +204,9 @@ def cmd_guest(args: argparse.Namespace, deps: Deps) -> int:
     layout = deps.layout()
     vng = str(venv_bin(layout) / "vng")
     choice = _accel(args.accel, layout, bzimage(layout))
-    start_guest(layout, choice, vng=vng, python=str(venv_bin(layout) / "python"),
-                append=KERNEL_ARGS, say=say)
+    with signals_interrupt():
+        start_guest(layout, choice, vng=vng, python=str(venv_bin(layout) / "python"),
+                    append=KERNEL_ARGS, say=say)
     return EXIT_OK
 
 

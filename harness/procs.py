@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import threading
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Protocol, Sequence
@@ -125,3 +128,20 @@ class SubprocessRunner:
         if check and returncode != 0:
             raise CommandError(argv, returncode, output, log_path)
         return Completed(argv=argv, returncode=returncode, output=output)
+
+
+@contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a `kill`, a `timeout`, a closed terminal) raise
+    KeyboardInterrupt inside the block, as Ctrl-C does, so that the cleanup
+    written for it runs too: a kept guest's boot then kills the VM it started
+    instead of leaving QEMU behind with no state file for guest-stop."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"{signal.Signals(signum).name}")
+
+    old = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
