@@ -10,6 +10,7 @@
 extern double t_tscale;
 
 long now_ms(void);
+long now_us(void);
 void sleep_us(long us);
 /* @seconds scaled by t_tscale, rounded. */
 int wait_s(int seconds);

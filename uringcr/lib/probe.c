@@ -77,6 +77,16 @@ void ucr_probe_close(struct ucr_probe *p)
 /* walks begun again after ESTALE before giving up */
 #define UCR_STALE_RESTARTS 8
 
+/* A new iterator fd of @link: the fd, or the error reported in @err. */
+static int open_walk(struct bpf_link *link, const char *what, struct ucr_err *err)
+{
+	int fd = bpf_iter_create(bpf_link__fd(link));
+
+	if (fd < 0)
+		return ucr_errf(err, -errno, "%s: bpf_iter_create: %s", what, strerror(errno));
+	return fd;
+}
+
 /* The whole walk of @link into a malloc'd buffer. */
 static int read_all(struct bpf_link *link, unsigned int lock_ms, char **out,
 		    size_t *out_len, uint64_t *retries, const char *what,
@@ -90,10 +100,10 @@ static int read_all(struct bpf_link *link, unsigned int lock_ms, char **out,
 
 	if (!buf)
 		return ucr_errf(err, -ENOMEM, "out of memory");
-	fd = bpf_iter_create(bpf_link__fd(link));
+	fd = open_walk(link, what, err);
 	if (fd < 0) {
 		free(buf);
-		return ucr_errf(err, -errno, "%s: bpf_iter_create: %s", what, strerror(errno));
+		return fd;
 	}
 	for (;;) {
 		ssize_t n;
@@ -117,12 +127,10 @@ static int read_all(struct bpf_link *link, unsigned int lock_ms, char **out,
 			/* the table changed under the walk: only a new one shows it whole */
 			close(fd);
 			len = 0;
-			fd = bpf_iter_create(bpf_link__fd(link));
+			fd = open_walk(link, what, err);
 			if (fd < 0) {
-				int e = errno;
-
 				free(buf);
-				return ucr_errf(err, -e, "%s: bpf_iter_create: %s", what, strerror(e));
+				return fd;
 			}
 			continue;
 		}
