@@ -151,14 +151,10 @@ def parse_output(text: str) -> Output:
 # the shape every walk has
 
 
-def walk_shape(recs: list[Rec], kind: str, final_seq: int | None = None
-               ) -> tuple[list[Rec], Rec | None, list[str]]:
+def walk_shape(recs: list[Rec], kind: str) -> tuple[list[Rec], Rec | None, list[str]]:
     """Objects of @kind, then exactly one final call, last: (objects, final, problems).
 
-    The final call comes with meta->seq_num of the last object (0 if none),
-    unless @final_seq says otherwise: bpf_seq_read() counts the object a
-    chunk stopped in front of, so when that one is gone before the next
-    read (unregistered), the final call carries one more."""
+    The final call comes with meta->seq_num of the last object (0 if none)."""
     problems: list[str] = []
     objects = [r for r in recs if r.kind == kind]
     ends = [r for r in recs if r.kind == "end"]
@@ -176,7 +172,7 @@ def walk_shape(recs: list[Rec], kind: str, final_seq: int | None = None
     seqs = [r.dec("seq") for r in objects]
     if seqs != list(range(len(objects))):
         problems.append(f"meta->seq_num of the objects {seqs}, expected 0..{len(objects) - 1}")
-    want = max(len(objects) - 1, 0) if final_seq is None else final_seq
+    want = max(len(objects) - 1, 0)
     if end.dec("seq_num") != want:
         problems.append(f"meta->seq_num {end.dec('seq_num')} in the final call after "
                         f"{len(objects)} objects, expected {want}")
